@@ -1,0 +1,61 @@
+# SPDX-License-Identifier: GPL-2.0
+# The user-facing targets. The work is done by scripts/, one script per
+# concern; see README.md.
+#
+#   make              build everything and run the live-update demo
+#   make test         run every test lane; non-zero exit on any failure
+#   make export       write the tree's commits to patches/
+#   make check-series fail unless patches/ and the tree agree
+#   make reset-tree   drop the tree's commits and apply patches/ again
+#   make lint         shellcheck and python checks of the harness
+
+FLAVOURS ?= test
+LANES ?=
+S := scripts
+comma := ,
+
+.NOTPARALLEL:
+.PHONY: all demo test deps tree kernel initramfs export check-series \
+	reset-tree lint clean
+
+all: demo
+
+deps:
+	@$(S)/deps.sh
+
+tree: deps
+	@$(S)/tree.sh sync
+
+kernel: tree
+	@for f in $(subst $(comma), ,$(FLAVOURS)); do $(S)/kernel.sh $$f || exit 1; done
+
+initramfs: kernel
+	@for f in $(subst $(comma), ,$(FLAVOURS)); do $(S)/initramfs.sh $$f || exit 1; done
+
+demo: FLAVOURS = test
+demo: initramfs
+	@$(S)/run.py --timeline demo
+	@echo "# artifacts:"
+	@echo "#   kernel:  build/kernel-test/arch/x86/boot/bzImage"
+	@echo "#   series:  patches/ ($$(grep -c . patches/series || true) patches), applied in build/linux"
+	@echo "#   logs:    build/logs/test/"
+
+test: initramfs
+	@$(S)/tree.sh check
+	@$(S)/run.py --flavour $(FLAVOURS) $(LANES)
+
+export:
+	@$(S)/tree.sh export
+
+check-series:
+	@$(S)/tree.sh check
+
+reset-tree:
+	@$(S)/tree.sh reset
+
+lint:
+	shellcheck -x $(S)/*.sh guest/init .ci/run
+	python3 -m py_compile $(S)/*.py
+
+clean:
+	rm -rf build/kernel-* build/selftests build/guest build/initramfs-* build/logs build/results

@@ -1,0 +1,45 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Make build/initramfs-<flavour>.cpio: busybox, the guest init, the kexec
+# helper, every test binary of lanes.conf and the kernel itself (for kexec).
+# Written with the kernel's own usr/gen_init_cpio.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+flavour=${1:-test}
+kout=$BUILD/kernel-$flavour
+cpio=$BUILD/initramfs-$flavour.cpio
+list=$BUILD/initramfs-$flavour.list
+busybox=$(command -v busybox) || die "busybox not found (Debian: busybox-static)"
+file -L "$busybox" | grep -q 'statically linked' || die "$busybox is not static (Debian: busybox-static)"
+
+"$TOP/scripts/selftests.sh" "$flavour"
+make -s -f "$TOP/guest/Makefile" SRC="$TOP/guest" OUT="$BUILD/guest" \
+	HDRS="-isystem $kout/usr/include" TREE="$TREE" "$BUILD/guest/kexec-file"
+
+{
+	for d in /bin /dev /proc /sys /tmp /boot /tests; do
+		echo "dir $d 0755 0 0"
+	done
+	echo "nod /dev/console 0600 0 0 c 5 1"
+	echo "file /init $TOP/guest/init 0755 0 0"
+	echo "file /bin/busybox $busybox 0755 0 0"
+	echo "file /bin/kexec-file $BUILD/guest/kexec-file 0755 0 0"
+	echo "file /boot/bzImage $kout/arch/x86/boot/bzImage 0644 0 0"
+	"$TOP/scripts/lanes.py" binaries | cut -d/ -f1 | sort -u | sed 's|.*|dir /tests/& 0755 0 0|'
+	"$TOP/scripts/lanes.py" binaries | while read -r b; do
+		echo "file /tests/$b $BUILD/selftests/$b 0755 0 0"
+	done
+} > "$list.new"
+
+# Rebuild only when the list or a file in it changed.
+if [ -f "$cpio" ] && cmp -s "$list.new" "$list" &&
+   [ -z "$(awk '$1 == "file" { print $3 }' "$list" | xargs -r find 2>/dev/null -newer "$cpio")" ]; then
+	rm -f "$list.new"
+	exit 0
+fi
+mv "$list.new" "$list"
+"$kout/usr/gen_init_cpio" "$list" > "$cpio.tmp"
+mv "$cpio.tmp" "$cpio"
+log "initramfs: $cpio ($(du -h "$cpio" | cut -f1))"

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Read lanes.conf, the list of test lanes.
+
+Usage: lanes.py names | binaries [LANE...]
+"""
+import os
+import sys
+from dataclasses import dataclass
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONF = os.path.join(TOP, 'lanes.conf')
+KINDS = ('single', 'kexec')
+
+
+@dataclass
+class Lane:
+    name: str
+    kind: str
+    timeout: int
+    binaries: list
+
+
+def load(path=CONF):
+    lanes = {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            words = line.split('#', 1)[0].split()
+            if not words:
+                continue
+            if len(words) < 4 or words[1] not in KINDS or not words[2].isdigit():
+                sys.exit(f'{path}:{n}: expected "lane kind timeout binary..."')
+            lanes[words[0]] = Lane(words[0], words[1], int(words[2]), words[3:])
+    return lanes
+
+
+def select(names):
+    lanes = load()
+    unknown = [n for n in names if n not in lanes]
+    if unknown:
+        sys.exit(f'unknown lane(s): {" ".join(unknown)} (have: {" ".join(lanes)})')
+    return [lanes[n] for n in names] if names else list(lanes.values())
+
+
+def main(argv):
+    if not argv or argv[0] not in ('names', 'binaries'):
+        sys.exit(__doc__)
+    lanes = select(argv[1:])
+    if argv[0] == 'names':
+        print('\n'.join(lane.name for lane in lanes))
+    else:
+        seen = dict.fromkeys(b for lane in lanes for b in lane.binaries)
+        print('\n'.join(seen))
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

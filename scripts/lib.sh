@@ -1,0 +1,34 @@
+# shellcheck shell=bash disable=SC2034 # the settings are used by the sourcing scripts
+# SPDX-License-Identifier: GPL-2.0
+# Common settings and helpers for the harness scripts. Source it; do not run it.
+#
+# Every path the harness uses is defined here, once.
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${BUILD:-$TOP/build}
+TREE=${TREE:-$BUILD/linux}
+CACHE=${LUO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/luo-series}
+PATCHES=$TOP/patches
+JOBS=${JOBS:-$(nproc)}
+
+# The pinned base: Debian's linux-source-7.3 binary package.
+BASE_PKG=linux-source-7.3
+BASE_VERSION=7.3.4-1~bpo13+1
+BASE_DEB_SHA256=703e369ddd4cce971452f5a593ee55df3a5c10c83caf0fa0df039633ed181ee3
+BASE_TAR_MEMBER=./usr/src/linux-source-7.3.tar.xz
+BASE_TAR_SHA256=76df1affb19f24926949369be1d74b60071c963c598ce8780bddd4bbf0fc3bc4
+BASE_SUITE=trixie-backports
+
+# Identity and dates of the base commit, fixed so that its id is the same
+# on every machine.
+BASE_IDENT_NAME="Linux 7.3.4 (Debian linux-source-7.3)"
+BASE_IDENT_EMAIL="base@localhost"
+BASE_DATE="2026-01-01T00:00:00Z"
+BASE_TAG=base
+
+log() { printf '==> %s\n' "$*" >&2; }
+warn() { printf '\n*** WARNING: %s ***\n\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# git in the kernel tree, with a fixed identity for commits the harness makes.
+tgit() { git -C "$TREE" "$@"; }

@@ -1,0 +1,304 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Boot the test kernel in QEMU and run the lanes of lanes.conf.
+
+Usage: run.py [--flavour F] [--timeline] [LANE...]
+
+Every boot has two serial ports: ttyS0 is the kernel console (kept in
+build/logs/), ttyS1 carries the tests' output only, read here line by line
+and stamped with the host's clock. A boot that hangs is killed at the lane's
+timeout; a boot that does not reach its end, or whose console shows a splat,
+fails its lane. Results go to build/results/<flavour>.{json,tsv}.
+"""
+import argparse
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, asdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lanes as lanes_conf  # noqa: E402
+
+TOP = lanes_conf.TOP
+BUILD = os.environ.get('BUILD', os.path.join(TOP, 'build'))
+
+QEMU = ['qemu-system-x86_64', '-nodefaults', '-display', 'none', '-no-reboot',
+        '-accel', 'tcg', '-cpu', 'max', '-smp', '2', '-m', '4G']
+CMDLINE = 'console=ttyS0 panic=-1 liveupdate=on retain_initrd'
+
+# What a kernel console must never show.
+SPLAT = re.compile(r'WARNING:|BUG:|Oops|general protection fault|Kernel panic'
+                   r'|possible (circular|recursive) locking|inconsistent lock state'
+                   r'|lockdep|rcu.*(stall|detected stalls)|blocked for more than'
+                   r'|UBSAN:|KASAN:|kernel BUG|Call Trace')
+# Lockdep announces itself at boot; that line is not a report.
+SPLAT_OK = re.compile(r'RCU lockdep checking is enabled|Lock dependency validator')
+
+KTAP_RESULT = re.compile(r'^(not ok|ok) (\d+) ([^#]*?)\s*(?:#\s*(SKIP|TODO|XFAIL)\b\s*(.*))?$')
+KTAP_PLAN = re.compile(r'^1\.\.(\d+)$')
+
+
+@dataclass
+class Case:
+    lane: str
+    suite: str
+    case: str
+    result: str        # ok, fail, skip
+    seconds: float
+    detail: str = ''
+
+
+@dataclass
+class Segment:
+    """One run of one test binary, between HARNESS BEGIN and HARNESS END."""
+    binary: str
+    stage: int
+    start: float
+    lines: list = field(default_factory=list)   # (time, text)
+    rc: int = None
+    end: float = None
+
+
+@dataclass
+class Boot:
+    tag: str
+    lines: list        # (time, text) of ttyS1
+    console: str       # path of the console log
+    timed_out: bool
+    done: bool
+
+
+def run_qemu(tag, kernel, initrd, params, timeout, logdir):
+    """Boot once; return the timestamped test output and the console log."""
+    console = os.path.join(logdir, f'{tag}.console.log')
+    ktap = os.path.join(logdir, f'{tag}.ktap.log')
+    cmd = QEMU + ['-kernel', kernel, '-initrd', initrd,
+                  '-append', f'{CMDLINE} {params}',
+                  '-serial', f'file:{console}', '-serial', 'stdio']
+    start = time.monotonic()
+    lines, buf, timed_out = [], b'', False
+    with open(ktap, 'w') as log, subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=open(os.path.join(logdir, f'{tag}.qemu.log'), 'w')) as qemu:
+        fd = qemu.stdout.fileno()
+        while True:
+            left = start + timeout - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                qemu.kill()
+                break
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buf += chunk
+            *complete, buf = buf.split(b'\n')
+            now = time.monotonic() - start
+            for raw in complete:
+                text = raw.decode(errors='replace').rstrip('\r')
+                lines.append((now, text))
+                log.write(f'[{now:8.3f}] {text}\n')
+        qemu.wait()
+    done = any(text == 'HARNESS DONE' for _, text in lines)
+    return Boot(tag, lines, console, timed_out, done)
+
+
+def segments(boot, stage):
+    """Split a boot's test output into one Segment per binary run."""
+    segs, cur = [], None
+    for t, text in boot.lines:
+        m = re.match(r'^HARNESS (BEGIN|END) (\S+)(?: rc=(-?\d+))?', text)
+        if m and m.group(1) == 'BEGIN':
+            cur = Segment(m.group(2), stage, t)
+            segs.append(cur)
+        elif m and cur:
+            cur.rc, cur.end = int(m.group(3)), t
+            cur = None
+        elif cur:
+            cur.lines.append((t, text))
+        elif text.startswith('HARNESS BOOT') and 'stage=2' in text:
+            stage = 2
+    return segs
+
+
+def segment_cases(lane, seg, label):
+    """The test cases of one binary run: its KTAP results, or its exit status."""
+    suite = seg.binary.split('/')[-1]
+    cases, plan, last = [], None, seg.start
+    for t, text in seg.lines:
+        m = KTAP_RESULT.match(text)
+        if m:
+            ok, name, directive, why = m.group(1) == 'ok', m.group(3), m.group(4), m.group(5)
+            result = 'skip' if directive == 'SKIP' else ('ok' if ok or directive == 'XFAIL' else 'fail')
+            cases.append(Case(lane, suite, name, result, round(t - last, 3), why or ''))
+            last = t
+            continue
+        m = KTAP_PLAN.match(text)
+        if m:
+            plan = int(m.group(1))
+    end = seg.end if seg.end is not None else last
+    if seg.rc is None:
+        cases.append(Case(lane, suite, label, 'fail', round(end - last, 3),
+                          'did not finish (guest died or timed out)'))
+    elif not cases:
+        result = {0: 'ok', 4: 'skip'}.get(seg.rc, 'fail')
+        cases.append(Case(lane, suite, label, result, round(end - seg.start, 3),
+                          '' if result == 'ok' else f'exit status {seg.rc}'))
+    else:
+        if plan is not None and len(cases) < plan:
+            cases.append(Case(lane, suite, f'{label} (plan)', 'fail', 0.0,
+                              f'{len(cases)} of {plan} results reported'))
+        if seg.rc not in (0, 4) and not any(c.result == 'fail' for c in cases):
+            cases.append(Case(lane, suite, f'{label} (exit)', 'fail', 0.0,
+                              f'exit status {seg.rc} with every result ok'))
+    return cases
+
+
+def splats(console):
+    try:
+        with open(console, errors='replace') as f:
+            return [ln.rstrip() for ln in f if SPLAT.search(ln) and not SPLAT_OK.search(ln)]
+    except FileNotFoundError:
+        return []
+
+
+def tail(path, n=25):
+    try:
+        with open(path, errors='replace') as f:
+            return [ln.rstrip() for ln in f][-n:]
+    except FileNotFoundError:
+        return []
+
+
+def boot_cases(lane, boot, expect):
+    """All cases of one boot: the binaries' results plus the boot's health."""
+    cases = []
+    segs = segments(boot, 1)
+    for binary, stage in expect:
+        seg = next((s for s in segs if s.binary == binary and s.stage == stage), None)
+        label = binary.split('/')[-1] + (f' stage {stage}' if lane.kind == 'kexec' else '')
+        if seg:
+            cases.extend(segment_cases(lane.name, seg, label))
+        else:
+            cases.append(Case(lane.name, binary.split('/')[-1], label, 'fail', 0.0,
+                              'never ran' + (' (kexec failed?)' if stage == 2 else '')))
+        if seg and seg.rc not in (0, 4) and lane.kind == 'kexec':
+            break   # stage 2 cannot run after a failed stage 1
+    problems = []
+    if boot.timed_out:
+        problems.append(f'timed out after {lane.timeout} s')
+    elif not boot.done:
+        problems.append('guest stopped before the end (panic or crash?)')
+    found = splats(boot.console)
+    if found:
+        problems.append(f'{len(found)} splat line(s) in the console log')
+    if problems:
+        cases.append(Case(lane.name, 'boot', boot.tag, 'fail', 0.0, '; '.join(problems)))
+        print(f'# {boot.tag}: {"; ".join(problems)}; console: {boot.console}')
+        for ln in (found[:10] if found else tail(boot.console)):
+            print(f'#   {ln}')
+    return cases, len(found)
+
+
+def lane_boots(lane):
+    """(tag, kernel params, expected (binary, stage) runs) for each boot."""
+    if lane.kind == 'single':
+        yield (lane.name, f'harness.kind=single harness.run={",".join(lane.binaries)}',
+               [(b, 1) for b in lane.binaries])
+    else:
+        for b in lane.binaries:
+            yield (f'{lane.name}-{b.split("/")[-1]}',
+                   f'harness.kind=kexec harness.run={b} harness.stage=1',
+                   [(b, 1), (b, 2)])
+
+
+def timeline(boot):
+    """Print what the demo did, stamped with the host clock."""
+    kexec = next((t for t, x in boot.lines if x == 'HARNESS KEXEC'), None)
+    verified = next((t for t, x in boot.lines if 'verified' in x and 'DEMO' in x), None)
+    print('# timeline (host clock, seconds since QEMU start)')
+    for t, text in boot.lines:
+        if text.startswith('DEMO ') or text in ('HARNESS KEXEC',) or text.startswith('HARNESS BOOT'):
+            shown = {'HARNESS KEXEC': 'kexec: rebooting into the next kernel'}.get(text, text)
+            shown = re.sub(r'^HARNESS BOOT ', 'kernel up: ', shown)
+            print(f'  {t:8.2f}s  {re.sub(r"^DEMO ", "", shown)}')
+    if kexec is not None and verified is not None:
+        print(f'# reboot request to verified: {verified - kexec:.2f} s')
+
+
+def run_flavour(flavour, names, show_timeline):
+    """Run the lanes on one kernel flavour; return its cases."""
+    kernel = os.path.join(BUILD, f'kernel-{flavour}', 'arch/x86/boot/bzImage')
+    initrd = os.path.join(BUILD, f'initramfs-{flavour}.cpio')
+    logdir = os.path.join(BUILD, 'logs', flavour)
+    resdir = os.path.join(BUILD, 'results')
+    os.makedirs(logdir, exist_ok=True)
+    os.makedirs(resdir, exist_ok=True)
+    with open(os.path.join(BUILD, 'base-version')) as f:
+        base = f.read().strip()
+    print(f'# base: {base}; kernel: {flavour} ({kernel})')
+
+    all_cases, total_splats, started = [], 0, time.monotonic()
+    for lane in lanes_conf.select(names):
+        lane_start, lane_cases, lane_splats = time.monotonic(), [], 0
+        print(f'# lane {lane.name} on {flavour} ({lane.kind}, {len(lane.binaries)} binaries)')
+        for tag, params, expect in lane_boots(lane):
+            boot = run_qemu(tag, kernel, initrd, params, lane.timeout, logdir)
+            cases, found = boot_cases(lane, boot, expect)
+            lane_splats += found
+            for c in cases:
+                directive = f' # SKIP {c.detail}' if c.result == 'skip' else ''
+                print(f'{"ok" if c.result != "fail" else "not ok"} {flavour}/'
+                      f'{lane.name}: {c.suite}: {c.case}{directive}', flush=True)
+                if c.result == 'fail' and c.detail:
+                    print(f'#   {c.detail}')
+            if show_timeline:
+                timeline(boot)
+            lane_cases += cases
+        counts = tally(lane_cases)
+        print(f'# lane {lane.name} on {flavour}: {counts["ok"]} passed, {counts["fail"]} failed, '
+              f'{counts["skip"]} skipped, {lane_splats} splats, '
+              f'{time.monotonic() - lane_start:.1f} s')
+        all_cases += lane_cases
+        total_splats += lane_splats
+
+    meta = {'base': base, 'flavour': flavour, 'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+            'seconds': round(time.monotonic() - started, 1), 'splats': total_splats}
+    with open(os.path.join(resdir, f'{flavour}.json'), 'w') as f:
+        json.dump({'meta': meta, 'cases': [asdict(c) for c in all_cases]}, f, indent=1)
+    with open(os.path.join(resdir, f'{flavour}.tsv'), 'w') as f:
+        f.write('lane\tsuite\tcase\tresult\tseconds\n')
+        for c in all_cases:
+            f.write(f'{c.lane}\t{c.suite}\t{c.case}\t{c.result}\t{c.seconds}\n')
+    print(f'# {flavour}: {len(all_cases)} cases, {total_splats} splats, {meta["seconds"]} s; '
+          f'results in {resdir}/{flavour}.tsv')
+    return all_cases
+
+
+def tally(cases):
+    return {r: sum(c.result == r for c in cases) for r in ('ok', 'fail', 'skip')}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--flavour', default='test', help='kernel flavours, comma-separated')
+    ap.add_argument('--timeline', action='store_true', help='print the demo timeline')
+    ap.add_argument('lanes', nargs='*')
+    args = ap.parse_args()
+    cases = []
+    for flavour in args.flavour.split(','):
+        cases += run_flavour(flavour, args.lanes, args.timeline)
+    counts = tally(cases)
+    line = f'{counts["ok"]} passed, {counts["fail"]} failed'
+    print(line + (f', {counts["skip"]} skipped' if counts['skip'] else ''))
+    return 1 if counts['fail'] else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

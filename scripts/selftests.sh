@@ -1,0 +1,42 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Build every test binary that lanes.conf names, statically (the initramfs
+# has no libc), against the headers of build/kernel-<flavour>.
+#
+#   selftests.sh <flavour> [lane ...]    (default: every lane)
+#
+# Output: build/selftests/<suite>/<name>.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+flavour=${1:-test}
+shift || true
+kout=$BUILD/kernel-$flavour
+out=$BUILD/selftests
+[ -d "$kout/usr/include" ] || die "no headers in $kout: build the kernel first"
+hdrs="-isystem $kout/usr/include"
+
+binaries() { "$TOP/scripts/lanes.py" binaries "$@"; }
+
+declare -A by_suite
+while read -r b; do
+	by_suite[${b%%/*}]+=" ${b#*/}"
+done < <(binaries "$@")
+
+for suite in $(printf '%s\n' "${!by_suite[@]}" | sort); do
+	# shellcheck disable=SC2086 # word splitting of the list is intended
+	set -- ${by_suite[$suite]}
+	mkdir -p "$out/$suite"
+	if [ "$suite" = harness ]; then
+		for name; do
+			make -s -f "$TOP/guest/Makefile" SRC="$TOP/guest" OUT="$out/harness" \
+				HDRS="$hdrs" TREE="$TREE" "$out/harness/$name"
+		done
+		continue
+	fi
+	log "building selftests/$suite: $*"
+	make -s -C "$TREE/tools/testing/selftests/$suite" OUTPUT="$out/$suite" \
+		KHDR_INCLUDES="$hdrs" USERLDFLAGS=-static \
+		"${@/#/$out/$suite/}" >/dev/null
+done
