@@ -9,6 +9,7 @@
  *
  * Lines starting with "DEMO " are the timeline the host prints.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/liveupdate.h>

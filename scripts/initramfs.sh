@@ -34,8 +34,15 @@ make -s -f "$TOP/guest/Makefile" SRC="$TOP/guest" OUT="$BUILD/guest" \
 } > "$list.new"
 
 # Rebuild only when the list or a file in it changed.
-if [ -f "$cpio" ] && cmp -s "$list.new" "$list" &&
-   [ -z "$(awk '$1 == "file" { print $3 }' "$list" | xargs -r find 2>/dev/null -newer "$cpio")" ]; then
+up_to_date() {
+	local f
+	[ -f "$cpio" ] && cmp -s "$list.new" "$list" || return 1
+	while read -r f; do
+		[ "$f" -nt "$cpio" ] && return 1
+	done < <(awk '$1 == "file" { print $3 }' "$list")
+	return 0
+}
+if up_to_date; then
 	rm -f "$list.new"
 	exit 0
 fi

@@ -148,8 +148,10 @@ def segment_cases(lane, seg, label):
                           'did not finish (guest died or timed out)'))
     elif not cases:
         result = {0: 'ok', 4: 'skip'}.get(seg.rc, 'fail')
+        said = [x for _, x in seg.lines if x.strip()][-3:]
         cases.append(Case(lane, suite, label, result, round(end - seg.start, 3),
-                          '' if result == 'ok' else f'exit status {seg.rc}'))
+                          '' if result == 'ok' else
+                          '\n'.join([f'exit status {seg.rc}; last output:'] + said)))
     else:
         if plan is not None and len(cases) < plan:
             cases.append(Case(lane, suite, f'{label} (plan)', 'fail', 0.0,
@@ -195,6 +197,7 @@ def boot_cases(lane, boot, expect):
         problems.append(f'timed out after {lane.timeout} s')
     elif not boot.done:
         problems.append('guest stopped before the end (panic or crash?)')
+    problems += [x[len('HARNESS '):] for _, x in boot.lines if x.startswith('HARNESS ERROR')]
     found = splats(boot.console)
     if found:
         problems.append(f'{len(found)} splat line(s) in the console log')
@@ -234,6 +237,8 @@ def timeline(boot):
 
 def run_flavour(flavour, names, show_timeline):
     """Run the lanes on one kernel flavour; return its cases."""
+    # A run of every lane is <flavour>.tsv; a run of some lanes is named after them.
+    result_name = '-'.join([flavour] + sorted(names))
     kernel = os.path.join(BUILD, f'kernel-{flavour}', 'arch/x86/boot/bzImage')
     initrd = os.path.join(BUILD, f'initramfs-{flavour}.cpio')
     logdir = os.path.join(BUILD, 'logs', flavour)
@@ -257,7 +262,7 @@ def run_flavour(flavour, names, show_timeline):
                 print(f'{"ok" if c.result != "fail" else "not ok"} {flavour}/'
                       f'{lane.name}: {c.suite}: {c.case}{directive}', flush=True)
                 if c.result == 'fail' and c.detail:
-                    print(f'#   {c.detail}')
+                    print('\n'.join(f'#   {x}' for x in c.detail.split('\n')))
             if show_timeline:
                 timeline(boot)
             lane_cases += cases
@@ -270,14 +275,14 @@ def run_flavour(flavour, names, show_timeline):
 
     meta = {'base': base, 'flavour': flavour, 'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
             'seconds': round(time.monotonic() - started, 1), 'splats': total_splats}
-    with open(os.path.join(resdir, f'{flavour}.json'), 'w') as f:
+    with open(os.path.join(resdir, f'{result_name}.json'), 'w') as f:
         json.dump({'meta': meta, 'cases': [asdict(c) for c in all_cases]}, f, indent=1)
-    with open(os.path.join(resdir, f'{flavour}.tsv'), 'w') as f:
+    with open(os.path.join(resdir, f'{result_name}.tsv'), 'w') as f:
         f.write('lane\tsuite\tcase\tresult\tseconds\n')
         for c in all_cases:
             f.write(f'{c.lane}\t{c.suite}\t{c.case}\t{c.result}\t{c.seconds}\n')
     print(f'# {flavour}: {len(all_cases)} cases, {total_splats} splats, {meta["seconds"]} s; '
-          f'results in {resdir}/{flavour}.tsv')
+          f'results in {resdir}/{result_name}.tsv')
     return all_cases
 
 
