@@ -4,6 +4,7 @@
 #
 #   make              build everything and run the live-update demo
 #   make test         run every test lane; non-zero exit on any failure
+#   make bench        benchmarks of bench.conf, base against patched kernel
 #   make export       write the tree's commits to patches/
 #   make check-series fail unless patches/ and the tree agree
 #   make reset-tree   drop the tree's commits and apply patches/ again
@@ -15,7 +16,7 @@ S := scripts
 comma := ,
 
 .NOTPARALLEL:
-.PHONY: all demo test deps tree kernel initramfs export check-series \
+.PHONY: all demo test bench deps tree kernel initramfs export check-series \
 	reset-tree lint clean
 
 all: demo
@@ -43,6 +44,14 @@ demo: initramfs
 test: initramfs
 	@$(S)/tree.sh check
 	@$(S)/run.py --flavour $(FLAVOURS) $(LANES)
+
+# The same benchmark binary on the unpatched base and on the patched kernel,
+# in one run, with QEMU's instruction-counting clock.
+bench: FLAVOURS = test,base
+bench: initramfs
+	@LANES_CONF=bench.conf $(S)/run.py --icount --flavour base,test
+	@for lane in $$(LANES_CONF=bench.conf $(S)/lanes.py names); do \
+		$(S)/bench.py $$lane || exit 1; done
 
 export:
 	@$(S)/tree.sh export

@@ -1,8 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Make build/initramfs-<flavour>.cpio: busybox, the guest init, the kexec
-# helper, every test binary of lanes.conf and the kernel itself (for kexec).
-# Written with the kernel's own usr/gen_init_cpio.
+# helper, every binary of lanes.conf and bench.conf and the kernel itself
+# (for kexec). Written with the kernel's own usr/gen_init_cpio.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -14,9 +14,9 @@ list=$BUILD/initramfs-$flavour.list
 busybox=$(command -v busybox) || die "busybox not found (Debian: busybox-static)"
 file -L "$busybox" | grep -q 'statically linked' || die "$busybox is not static (Debian: busybox-static)"
 
-"$TOP/scripts/selftests.sh" "$flavour"
+"$TOP/scripts/selftests.sh"
 make -s -f "$TOP/guest/Makefile" SRC="$TOP/guest" OUT="$BUILD/guest" \
-	HDRS="-isystem $kout/usr/include" TREE="$TREE" "$BUILD/guest/kexec-file"
+	HDRS="-isystem $BUILD/kernel-test/usr/include" TREE="$TREE" "$BUILD/guest/kexec-file"
 
 {
 	for d in /bin /dev /proc /sys /tmp /boot /tests; do
@@ -27,8 +27,8 @@ make -s -f "$TOP/guest/Makefile" SRC="$TOP/guest" OUT="$BUILD/guest" \
 	echo "file /bin/busybox $busybox 0755 0 0"
 	echo "file /bin/kexec-file $BUILD/guest/kexec-file 0755 0 0"
 	echo "file /boot/bzImage $kout/arch/x86/boot/bzImage 0644 0 0"
-	"$TOP/scripts/lanes.py" binaries | cut -d/ -f1 | sort -u | sed 's|.*|dir /tests/& 0755 0 0|'
-	"$TOP/scripts/lanes.py" binaries | while read -r b; do
+	all_binaries | cut -d/ -f1 | sort -u | sed 's|.*|dir /tests/& 0755 0 0|'
+	all_binaries | while read -r b; do
 		echo "file /tests/$b $BUILD/selftests/$b 0755 0 0"
 	done
 } > "$list.new"

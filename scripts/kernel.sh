@@ -3,7 +3,9 @@
 # Configure and build one kernel flavour out of tree: build/kernel-<flavour>.
 #
 #   kernel.sh <flavour>    flavours: test (configs/test.config),
-#                          debug (configs/test.config + configs/debug.config)
+#                          debug (configs/test.config + configs/debug.config),
+#                          base (test's configuration, on the unpatched base:
+#                          a git worktree of the tree at tag "base")
 #
 # The configuration is allnoconfig plus the flavour's fragments plus every
 # selftest suite's own "config" fragment. After olddefconfig, every option
@@ -16,6 +18,13 @@ set -euo pipefail
 flavour=${1:-test}
 case $flavour in
 test) fragments=("$TOP/configs/test.config") ;;
+base)
+	fragments=("$TOP/configs/test.config")
+	if [ ! -d "$BUILD/linux-base" ]; then
+		tgit worktree add -q --detach "$BUILD/linux-base" "$BASE_TAG"
+	fi
+	TREE=$BUILD/linux-base
+	;;
 debug) fragments=("$TOP/configs/test.config" "$TOP/configs/debug.config") ;;
 *) die "unknown kernel flavour '$flavour'" ;;
 esac

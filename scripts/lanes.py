@@ -9,7 +9,8 @@ import sys
 from dataclasses import dataclass
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONF = os.path.join(TOP, 'lanes.conf')
+# lanes.conf for the tests; bench.conf for `make bench` (LANES_CONF=...).
+CONF = os.path.join(TOP, os.environ.get('LANES_CONF', 'lanes.conf'))
 KINDS = ('single', 'kexec')
 
 

@@ -26,6 +26,14 @@ BASE_IDENT_EMAIL="base@localhost"
 BASE_DATE="2026-01-01T00:00:00Z"
 BASE_TAG=base
 
+# Every binary a lane of lanes.conf or bench.conf runs, once.
+all_binaries() {
+	{
+		LANES_CONF=lanes.conf "$TOP/scripts/lanes.py" binaries
+		LANES_CONF=bench.conf "$TOP/scripts/lanes.py" binaries
+	} | awk '!seen[$0]++'
+}
+
 log() { printf '==> %s\n' "$*" >&2; }
 warn() { printf '\n*** WARNING: %s ***\n\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -28,6 +28,9 @@ BUILD = os.environ.get('BUILD', os.path.join(TOP, 'build'))
 
 QEMU = ['qemu-system-x86_64', '-nodefaults', '-display', 'none', '-no-reboot',
         '-accel', 'tcg', '-cpu', 'max', '-smp', '2', '-m', '4G']
+# With --icount the guest clock counts instructions: figures that repeat.
+ICOUNT = ['-icount', 'shift=0,sleep=off']
+QEMU_EXTRA = []
 CMDLINE = 'console=ttyS0 panic=-1 liveupdate=on retain_initrd'
 
 # What a kernel console must never show.
@@ -76,7 +79,7 @@ def run_qemu(tag, kernel, initrd, params, timeout, logdir):
     """Boot once; return the timestamped test output and the console log."""
     console = os.path.join(logdir, f'{tag}.console.log')
     ktap = os.path.join(logdir, f'{tag}.ktap.log')
-    cmd = QEMU + ['-kernel', kernel, '-initrd', initrd,
+    cmd = QEMU + QEMU_EXTRA + ['-kernel', kernel, '-initrd', initrd,
                   '-append', f'{CMDLINE} {params}',
                   '-serial', f'file:{console}', '-serial', 'stdio']
     start = time.monotonic()
@@ -238,7 +241,8 @@ def timeline(boot):
 def run_flavour(flavour, names, show_timeline):
     """Run the lanes on one kernel flavour; return its cases."""
     # A run of every lane is <flavour>.tsv; a run of some lanes is named after them.
-    result_name = '-'.join([flavour] + sorted(names))
+    conf = os.path.splitext(os.path.basename(lanes_conf.CONF))[0]
+    result_name = '-'.join([flavour] + ([] if conf == 'lanes' else [conf]) + sorted(names))
     kernel = os.path.join(BUILD, f'kernel-{flavour}', 'arch/x86/boot/bzImage')
     initrd = os.path.join(BUILD, f'initramfs-{flavour}.cpio')
     logdir = os.path.join(BUILD, 'logs', flavour)
@@ -294,8 +298,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--flavour', default='test', help='kernel flavours, comma-separated')
     ap.add_argument('--timeline', action='store_true', help='print the demo timeline')
+    ap.add_argument('--icount', action='store_true',
+                    help='guest clock counts instructions (benchmarks)')
     ap.add_argument('lanes', nargs='*')
     args = ap.parse_args()
+    if args.icount:
+        QEMU_EXTRA.extend(ICOUNT)
     cases = []
     for flavour in args.flavour.split(','):
         cases += run_flavour(flavour, args.lanes, args.timeline)

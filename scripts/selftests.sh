@@ -1,28 +1,24 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# Build every test binary that lanes.conf names, statically (the initramfs
-# has no libc), against the headers of build/kernel-<flavour>.
-#
-#   selftests.sh <flavour> [lane ...]    (default: every lane)
+# Build every test binary that lanes.conf and bench.conf name, statically
+# (the initramfs has no libc), against the UAPI headers of the patched test
+# kernel, build/kernel-test. The same binaries run on every kernel flavour,
+# so that a benchmark compares kernels and not builds.
 #
 # Output: build/selftests/<suite>/<name>.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-flavour=${1:-test}
-shift || true
-kout=$BUILD/kernel-$flavour
+kout=$BUILD/kernel-test
 out=$BUILD/selftests
 [ -d "$kout/usr/include" ] || die "no headers in $kout: build the kernel first"
 hdrs="-isystem $kout/usr/include"
 
-binaries() { "$TOP/scripts/lanes.py" binaries "$@"; }
-
 declare -A by_suite
 while read -r b; do
 	by_suite[${b%%/*}]+=" ${b#*/}"
-done < <(binaries "$@")
+done < <(all_binaries)
 
 for suite in $(printf '%s\n' "${!by_suite[@]}" | sort); do
 	# shellcheck disable=SC2086 # word splitting of the list is intended
