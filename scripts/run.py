@@ -32,6 +32,9 @@ QEMU = ['qemu-system-x86_64', '-nodefaults', '-display', 'none', '-no-reboot',
 ICOUNT = ['-icount', 'shift=0,sleep=off']
 QEMU_EXTRA = []
 CMDLINE = 'console=ttyS0 panic=-1 liveupdate=on retain_initrd'
+# What a kernel flavour needs beyond that, and how much slower it runs.
+FLAVOUR_CMDLINE = {'debug': 'kho_scratch=256M,512M,256M'}
+FLAVOUR_SLOWDOWN = {'debug': 4}
 
 # What a kernel console must never show.
 SPLAT = re.compile(r'WARNING:|BUG:|Oops|general protection fault|Kernel panic'
@@ -75,12 +78,12 @@ class Boot:
     done: bool
 
 
-def run_qemu(tag, kernel, initrd, params, timeout, logdir):
+def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour):
     """Boot once; return the timestamped test output and the console log."""
     console = os.path.join(logdir, f'{tag}.console.log')
     ktap = os.path.join(logdir, f'{tag}.ktap.log')
     cmd = QEMU + QEMU_EXTRA + ['-kernel', kernel, '-initrd', initrd,
-                  '-append', f'{CMDLINE} {params}',
+                  '-append', f'{CMDLINE} {FLAVOUR_CMDLINE.get(flavour, "")} {params}',
                   '-serial', f'file:{console}', '-serial', 'stdio']
     start = time.monotonic()
     lines, buf, timed_out = [], b'', False
@@ -181,7 +184,7 @@ def tail(path, n=25):
         return []
 
 
-def boot_cases(lane, boot, expect):
+def boot_cases(lane, boot, expect, timeout):
     """All cases of one boot: the binaries' results plus the boot's health."""
     cases = []
     segs = segments(boot, 1)
@@ -197,7 +200,7 @@ def boot_cases(lane, boot, expect):
             break   # stage 2 cannot run after a failed stage 1
     problems = []
     if boot.timed_out:
-        problems.append(f'timed out after {lane.timeout} s')
+        problems.append(f'timed out after {timeout} s')
     elif not boot.done:
         problems.append('guest stopped before the end (panic or crash?)')
     problems += [x[len('HARNESS '):] for _, x in boot.lines if x.startswith('HARNESS ERROR')]
@@ -252,14 +255,18 @@ def run_flavour(flavour, names, show_timeline):
     with open(os.path.join(BUILD, 'base-version')) as f:
         base = f.read().strip()
     print(f'# base: {base}; kernel: {flavour} ({kernel})')
+    # kexec lanes boot the kernel the initramfs carries: it must be this one.
+    if os.path.getmtime(initrd) < os.path.getmtime(kernel):
+        sys.exit(f'{initrd} is older than {kernel}: run scripts/initramfs.sh {flavour}')
 
     all_cases, total_splats, started = [], 0, time.monotonic()
     for lane in lanes_conf.select(names):
         lane_start, lane_cases, lane_splats = time.monotonic(), [], 0
         print(f'# lane {lane.name} on {flavour} ({lane.kind}, {len(lane.binaries)} binaries)')
         for tag, params, expect in lane_boots(lane):
-            boot = run_qemu(tag, kernel, initrd, params, lane.timeout, logdir)
-            cases, found = boot_cases(lane, boot, expect)
+            timeout = lane.timeout * FLAVOUR_SLOWDOWN.get(flavour, 1)
+            boot = run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour)
+            cases, found = boot_cases(lane, boot, expect, timeout)
             lane_splats += found
             for c in cases:
                 directive = f' # SKIP {c.detail}' if c.result == 'skip' else ''
