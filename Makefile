@@ -10,7 +10,7 @@
 #   make reset-tree   drop the tree's commits and apply patches/ again
 #   make lint         shellcheck and python checks of the harness
 
-FLAVOURS ?= test
+FLAVOURS ?= test,debug
 LANES ?=
 S := scripts
 comma := ,
