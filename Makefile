@@ -7,6 +7,7 @@
 #   make bench        benchmarks of bench.conf, base against patched kernel
 #   make export       write the tree's commits to patches/
 #   make check-series fail unless patches/ and the tree agree
+#   make check-patches checkpatch --strict, and every commit builds (W=1)
 #   make reset-tree   drop the tree's commits and apply patches/ again
 #   make lint         shellcheck and python checks of the harness
 
@@ -16,7 +17,7 @@ S := scripts
 comma := ,
 
 .NOTPARALLEL:
-.PHONY: all demo test bench deps tree kernel initramfs export check-series \
+.PHONY: all demo test bench deps tree kernel initramfs export check-series check-patches \
 	reset-tree lint clean
 
 all: demo
@@ -58,6 +59,9 @@ export:
 
 check-series:
 	@$(S)/tree.sh check
+
+check-patches: kernel
+	@$(S)/check-patches.sh
 
 reset-tree:
 	@$(S)/tree.sh reset

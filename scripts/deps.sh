@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils
       rsync git python3 qemu-system-x86 busybox-static libcap-dev
-      libnuma-dev gnuplot-nox shellcheck python3-ply)
+      libnuma-dev gnuplot-nox shellcheck python3-ply python3-git)
 
 missing=()
 for p in "${PKGS[@]}"; do
