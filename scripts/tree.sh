@@ -46,9 +46,12 @@ new = re.sub(r'\n#\n# Debian packaging:[^\n]*\n(#[^\n]*\n)*#\n/\*\n!/debian/\n',
 open(path, 'w').write(new)
 PY
 	! grep -qx '/\*' "$tmp/.gitignore" || die "could not drop the Debian .gitignore stanza"
+	# The base commit depends on the content only (fixed identity, date and
+	# message), so the same base gives the same id by any route: download,
+	# LINUX_TARBALL or LINUX_TREE. build/base-version says which was taken.
 	git -C "$tmp" init -q -b series
 	git -C "$tmp" config core.abbrev 12
-	(fixed_env; git -C "$tmp" add -A && git -C "$tmp" commit -q -m "Linux 7.3.4 base ($(cat "$BUILD/base-version"))")
+	(fixed_env; git -C "$tmp" add -A && git -C "$tmp" commit -q -m "Linux 7.3.4 base")
 	git -C "$tmp" tag "$BASE_TAG"
 	rm -rf "$TREE"
 	mv "$tmp" "$TREE"
