@@ -3,7 +3,7 @@
 # Install the Debian packages the harness needs, or say how to.
 set -euo pipefail
 
-PKGS=(build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils
+PKGS=(build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils file
       rsync git python3 qemu-system-x86 busybox-static libcap-dev
       libnuma-dev gnuplot-nox shellcheck python3-ply python3-git)
 
