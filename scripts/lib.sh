@@ -26,10 +26,11 @@ BASE_IDENT_EMAIL="base@localhost"
 BASE_DATE="2026-01-01T00:00:00Z"
 BASE_TAG=base
 
-# Every binary a lane of lanes.conf or bench.conf runs, once.
+# Every binary a lane of lanes.conf (or of $LANES_CONF) or bench.conf runs,
+# once.
 all_binaries() {
 	{
-		LANES_CONF=lanes.conf "$TOP/scripts/lanes.py" binaries
+		LANES_CONF=${LANES_CONF:-lanes.conf} "$TOP/scripts/lanes.py" binaries
 		LANES_CONF=bench.conf "$TOP/scripts/lanes.py" binaries
 	} | awk '!seen[$0]++'
 }
