@@ -304,6 +304,33 @@ out:
 	return ret;
 }
 
+/*
+ * One round on a fresh guest_memfd of @vm: allocate it all in @alloc_chunk
+ * pieces, then punch it all in @punch_chunk pieces, adding the rates to
+ * @alloc and @punch unless @warmup.
+ */
+static int falloc_round(int vm, uint64_t alloc_chunk, uint64_t punch_chunk,
+			struct figure *alloc, struct figure *punch, bool warmup)
+{
+	int fd = create_gmem(vm, FALLOC_SIZE);
+	uint64_t a, b;
+	int ret = -1;
+
+	if (fd < 0)
+		return -1;
+	if (falloc_timed(fd, 0, FALLOC_SIZE, alloc_chunk, &a) ||
+	    falloc_timed(fd, FALLOC_FL_PUNCH_HOLE, FALLOC_SIZE, punch_chunk, &b))
+		goto out;
+	if (!warmup) {
+		add(alloc, rate(FALLOC_SIZE, a));
+		add(punch, rate(FALLOC_SIZE, b));
+	}
+	ret = 0;
+out:
+	close(fd);
+	return ret;
+}
+
 /* Test 2: allocating and punching a fresh guest_memfd with fallocate(). */
 static int test_fallocate(void)
 {
@@ -311,38 +338,18 @@ static int test_fallocate(void)
 	struct figure alloc_whole = THROUGHPUT("falloc-gmem-64M-whole");
 	struct figure punch_whole = THROUGHPUT("punch-gmem-64M-whole");
 	struct figure punch_chunks = THROUGHPUT("punch-gmem-64M-by-2M");
-	const int punch = FALLOC_FL_PUNCH_HOLE;
-	int vm, fd = -1, rep, ret = -1;
-	uint64_t a, b;
+	int vm, rep, ret = -1;
 
 	vm = create_vm();
 	if (vm < 0)
 		return -1;
 	for (rep = -1; rep < THROUGHPUT_REPS; rep++) {
-		/* Allocate in chunks, punch in one call. */
-		fd = create_gmem(vm, FALLOC_SIZE);
-		if (fd < 0 ||
-		    falloc_timed(fd, 0, FALLOC_SIZE, FALLOC_CHUNK, &a) ||
-		    falloc_timed(fd, punch, FALLOC_SIZE, FALLOC_SIZE, &b))
+		/* Allocate in chunks, punch in one call; then the other way. */
+		if (falloc_round(vm, FALLOC_CHUNK, FALLOC_SIZE, &alloc_chunks,
+				 &punch_whole, rep < 0) ||
+		    falloc_round(vm, FALLOC_SIZE, FALLOC_CHUNK, &alloc_whole,
+				 &punch_chunks, rep < 0))
 			goto out;
-		if (rep >= 0) {
-			add(&alloc_chunks, rate(FALLOC_SIZE, a));
-			add(&punch_whole, rate(FALLOC_SIZE, b));
-		}
-		close(fd);
-
-		/* Allocate in one call, punch in chunks. */
-		fd = create_gmem(vm, FALLOC_SIZE);
-		if (fd < 0 ||
-		    falloc_timed(fd, 0, FALLOC_SIZE, FALLOC_SIZE, &a) ||
-		    falloc_timed(fd, punch, FALLOC_SIZE, FALLOC_CHUNK, &b))
-			goto out;
-		if (rep >= 0) {
-			add(&alloc_whole, rate(FALLOC_SIZE, a));
-			add(&punch_chunks, rate(FALLOC_SIZE, b));
-		}
-		close(fd);
-		fd = -1;
 	}
 	report(&alloc_chunks);
 	report(&alloc_whole);
@@ -350,8 +357,6 @@ static int test_fallocate(void)
 	report(&punch_chunks);
 	ret = 0;
 out:
-	if (fd >= 0)
-		close(fd);
 	close(vm);
 	return ret;
 }
