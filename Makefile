@@ -5,6 +5,7 @@
 #   make              build everything and run the live-update demo
 #   make test         run every test lane; non-zero exit on any failure
 #   make bench        benchmarks of bench.conf, base against patched kernel
+#                     (BENCH_CONFIG=prod: both without lock debugging)
 #   make export       write the tree's commits to patches/
 #   make check-series fail unless patches/ and the tree agree
 #   make check-patches checkpatch --strict, and every commit builds (W=1)
@@ -47,12 +48,16 @@ test: initramfs
 	@$(S)/run.py --flavour $(FLAVOURS) $(LANES)
 
 # The same benchmark binary on the unpatched base and on the patched kernel,
-# in one run, with QEMU's instruction-counting clock.
-bench: FLAVOURS = test,base
+# in one run, with QEMU's instruction-counting clock. BENCH_CONFIG=prod
+# compares the two with configs/prod.config (no lock debugging) instead;
+# LANES picks some of bench.conf's lanes.
+BENCH_CONFIG ?=
+bench_pair = $(if $(BENCH_CONFIG),base-$(BENCH_CONFIG)$(comma)$(BENCH_CONFIG),base$(comma)test)
+bench: FLAVOURS = $(bench_pair)
 bench: initramfs
-	@LANES_CONF=bench.conf $(S)/run.py --icount --flavour base,test
-	@for lane in $$(LANES_CONF=bench.conf $(S)/lanes.py names); do \
-		$(S)/bench.py $$lane || exit 1; done
+	@LANES_CONF=bench.conf $(S)/run.py --icount --flavour $(bench_pair) $(LANES)
+	@for lane in $(or $(LANES),$$(LANES_CONF=bench.conf $(S)/lanes.py names)); do \
+		BENCH_FLAVOURS=$(bench_pair) $(S)/bench.py $$lane || exit 1; done
 
 export:
 	@$(S)/tree.sh export

@@ -36,7 +36,10 @@ import sys
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get('BUILD', os.path.join(TOP, 'build'))
-FLAVOURS = ('base', 'test')
+# The base and the patched flavour, in that order (make bench BENCH_CONFIG=...
+# sets them); results of another pair than the default go to their own
+# directory, build/bench-<patched flavour>.
+FLAVOURS = tuple(os.environ.get('BENCH_FLAVOURS', 'base,test').split(','))
 SWEEP = re.compile(r'# BENCH (\S+) n=(\d+) total_ns=(\d+) per_file_ns=(\d+)\s*$')
 FIGURE = re.compile(r'# BENCH (\S+) (\w+)=([0-9.]+) unit=(\S+)((?: \w+=[0-9.]+)*)\s*$')
 # unit: (plot name, y axis label, log scale)
@@ -184,7 +187,8 @@ def figure_table(lane, base, test, outdir):
 
 def main():
     lane = sys.argv[1] if len(sys.argv) > 1 else 'luo-bench'
-    outdir = os.path.join(BUILD, 'bench')
+    outdir = os.path.join(BUILD, 'bench' if FLAVOURS == ('base', 'test')
+                          else f'bench-{FLAVOURS[1]}')
     os.makedirs(outdir, exist_ok=True)
     (base_sweeps, base_figures), (test_sweeps, test_figures) = (
         read(f, lane) for f in FLAVOURS)

@@ -5,7 +5,9 @@
 #   kernel.sh <flavour>    flavours: test (configs/test.config),
 #                          debug (configs/test.config + configs/debug.config),
 #                          base (test's configuration, on the unpatched base:
-#                          a git worktree of the tree at tag "base")
+#                          a git worktree of the tree at tag "base"),
+#                          prod and base-prod (test and base, with
+#                          configs/prod.config applied last: for benchmarks)
 #
 # The configuration is allnoconfig plus the flavour's fragments plus every
 # selftest suite's own "config" fragment. After olddefconfig, every option
@@ -16,9 +18,11 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 flavour=${1:-test}
+# Fragments that override the suites' own, applied last.
+overrides=()
 case $flavour in
-test) fragments=("$TOP/configs/test.config") ;;
-base)
+test|prod) fragments=("$TOP/configs/test.config") ;;
+base|base-prod)
 	fragments=("$TOP/configs/test.config")
 	if [ ! -d "$BUILD/linux-base" ]; then
 		tgit worktree add -q --detach "$BUILD/linux-base" "$BASE_TAG"
@@ -27,6 +31,9 @@ base)
 	;;
 debug) fragments=("$TOP/configs/test.config" "$TOP/configs/debug.config") ;;
 *) die "unknown kernel flavour '$flavour'" ;;
+esac
+case $flavour in
+*prod) overrides=("$TOP/configs/prod.config") ;;
 esac
 # The suites' kselftest config fragments; "=m" becomes "=y" (no modules).
 SUITES=(liveupdate memfd kvm)
@@ -47,7 +54,7 @@ kmake() { make -s -C "$TREE" O="$out" ARCH=x86_64 -j"$JOBS" "$@"; }
 
 wanted=$out/wanted.config
 # One line per symbol; a later fragment overrides an earlier one.
-{ cat "${fragments[@]}"; suite_fragments; } | grep -E '^(CONFIG_|# CONFIG_)' |
+{ cat "${fragments[@]}"; suite_fragments; cat "${overrides[@]}" /dev/null; } | grep -E '^(CONFIG_|# CONFIG_)' |
 	awk '{ s = $0; sub(/^# /, "", s); sub(/[= ].*/, "", s); if (!(s in v)) o[n++] = s; v[s] = $0 }
 	     END { for (i = 0; i < n; i++) print v[o[i]] }' > "$wanted.new"
 
