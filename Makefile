@@ -18,7 +18,7 @@ S := scripts
 comma := ,
 
 .NOTPARALLEL:
-.PHONY: all demo test bench deps tree kernel initramfs export check-series check-patches \
+.PHONY: all demo test bench deps tree kernel base-kernel initramfs export check-series check-patches \
 	reset-tree lint clean
 
 all: demo
@@ -43,7 +43,12 @@ demo: initramfs
 	@echo "#   series:  patches/ ($$(grep -c . patches/series || true) patches), applied in build/linux"
 	@echo "#   logs:    build/logs/test/"
 
-test: initramfs
+# The cross-version lanes kexec between the flavour's kernel and the
+# unpatched base (flavour "base", built once and put in every initramfs).
+base-kernel: tree
+	@$(S)/kernel.sh base
+
+test: base-kernel initramfs
 	@$(S)/tree.sh check
 	@$(S)/run.py --flavour $(FLAVOURS) $(LANES)
 

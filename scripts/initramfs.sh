@@ -27,6 +27,11 @@ make -s -f "$TOP/guest/Makefile" SRC="$TOP/guest" OUT="$BUILD/guest" \
 	echo "file /bin/busybox $busybox 0755 0 0"
 	echo "file /bin/kexec-file $BUILD/guest/kexec-file 0755 0 0"
 	echo "file /boot/bzImage $kout/arch/x86/boot/bzImage 0644 0 0"
+	# The unpatched base, for the cross-version lanes (xver-up, xver-down).
+	base=$BUILD/kernel-base/arch/x86/boot/bzImage
+	if [ "$flavour" != base ] && [ -f "$base" ]; then
+		echo "file /boot/bzImage-base $base 0644 0 0"
+	fi
 	all_binaries | cut -d/ -f1 | sort -u | sed 's|.*|dir /tests/& 0755 0 0|'
 	all_binaries | while read -r b; do
 		echo "file /tests/$b $BUILD/selftests/$b 0755 0 0"

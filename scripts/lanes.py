@@ -11,7 +11,7 @@ from dataclasses import dataclass
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # lanes.conf for the tests; bench.conf for `make bench` (LANES_CONF=...).
 CONF = os.path.join(TOP, os.environ.get('LANES_CONF', 'lanes.conf'))
-KINDS = ('single', 'kexec')
+KINDS = ('single', 'kexec', 'xver-up', 'xver-down')
 
 
 @dataclass
@@ -20,6 +20,16 @@ class Lane:
     kind: str
     timeout: int
     binaries: list
+
+
+def binary(spec):
+    """The binary of a lane entry "<suite>/<name>[@<stage-2 kernel param>]"."""
+    return spec.split('@', 1)[0]
+
+
+def stage2_param(spec):
+    """The kernel parameter a kexec entry adds for its stage 2, or ''."""
+    return spec.split('@', 1)[1] if '@' in spec else ''
 
 
 def load(path=CONF):
@@ -50,7 +60,7 @@ def main(argv):
     if argv[0] == 'names':
         print('\n'.join(lane.name for lane in lanes))
     else:
-        seen = dict.fromkeys(b for lane in lanes for b in lane.binaries)
+        seen = dict.fromkeys(binary(b) for lane in lanes for b in lane.binaries)
         print('\n'.join(seen))
 
 

@@ -199,13 +199,13 @@ def boot_cases(lane, boot, expect, timeout):
     segs = segments(boot, 1)
     for binary, stage in expect:
         seg = next((s for s in segs if s.binary == binary and s.stage == stage), None)
-        label = binary.split('/')[-1] + (f' stage {stage}' if lane.kind == 'kexec' else '')
+        label = binary.split('/')[-1] + (f' stage {stage}' if lane.kind != 'single' else '')
         if seg:
             cases.extend(segment_cases(lane.name, seg, label))
         else:
             cases.append(Case(lane.name, binary.split('/')[-1], label, 'fail', 0.0,
                               'never ran' + (' (kexec failed?)' if stage == 2 else '')))
-        if seg and seg.rc not in (0, 4) and lane.kind == 'kexec':
+        if seg and seg.rc not in (0, 4) and lane.kind != 'single':
             break   # stage 2 cannot run after a failed stage 1
     problems = []
     if boot.timed_out:
@@ -224,16 +224,28 @@ def boot_cases(lane, boot, expect, timeout):
     return cases, len(found)
 
 
+# The kernel of the unpatched base, for the cross-version (xver) lanes; the
+# initramfs of every flavour carries it as /boot/bzImage-base.
+BASE_KERNEL = os.path.join(BUILD, 'kernel-base', 'arch/x86/boot/bzImage')
+
+
 def lane_boots(lane):
-    """(tag, kernel params, expected (binary, stage) runs) for each boot."""
+    """(tag, kernel params, expected (binary, stage) runs, boots the base
+    kernel) for each boot. xver-up boots the base kernel and kexecs into
+    the flavour's; xver-down the reverse."""
     if lane.kind == 'single':
         yield (lane.name, f'harness.kind=single harness.run={",".join(lane.binaries)}',
-               [(b, 1) for b in lane.binaries])
-    else:
-        for b in lane.binaries:
-            yield (f'{lane.name}-{b.split("/")[-1]}',
-                   f'harness.kind=kexec harness.run={b} harness.stage=1',
-                   [(b, 1), (b, 2)])
+               [(b, 1) for b in lane.binaries], False)
+        return
+    for spec in lane.binaries:
+        b, extra = lanes_conf.binary(spec), lanes_conf.stage2_param(spec)
+        params = f'harness.kind=kexec harness.run={b} harness.stage=1'
+        if extra:
+            params += f' harness.stage2={extra}'
+        if lane.kind == 'xver-down':
+            params += ' harness.next=/boot/bzImage-base'
+        yield (f'{lane.name}-{b.split("/")[-1]}', params, [(b, 1), (b, 2)],
+               lane.kind == 'xver-up')
 
 
 def timeline(boot):
@@ -275,14 +287,20 @@ def run_flavour(flavour, names, show_timeline):
     # kexec lanes boot the kernel the initramfs carries: it must be this one.
     if os.path.getmtime(initrd) < os.path.getmtime(kernel):
         sys.exit(f'{initrd} is older than {kernel}: run scripts/initramfs.sh {flavour}')
+    if any(lane.kind.startswith('xver') for lane in lanes_conf.select(names)):
+        if not os.path.exists(BASE_KERNEL):
+            sys.exit(f'{BASE_KERNEL} is missing: run scripts/kernel.sh base')
+        if os.path.getmtime(initrd) < os.path.getmtime(BASE_KERNEL):
+            sys.exit(f'{initrd} is older than {BASE_KERNEL}: run scripts/initramfs.sh {flavour}')
 
     all_cases, total_splats, started = [], 0, time.monotonic()
     for lane in lanes_conf.select(names):
         lane_start, lane_cases, lane_splats = time.monotonic(), [], 0
         print(f'# lane {lane.name} on {flavour} ({lane.kind}, {len(lane.binaries)} binaries)')
-        for tag, params, expect in lane_boots(lane):
+        for tag, params, expect, boots_base in lane_boots(lane):
             timeout = lane.timeout * FLAVOUR_SLOWDOWN.get(flavour, 1)
-            boot = run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour)
+            boot = run_qemu(tag, BASE_KERNEL if boots_base else kernel, initrd, params,
+                            timeout, logdir, flavour)
             cases, found = boot_cases(lane, boot, expect, timeout)
             lane_splats += found
             for c in cases:
