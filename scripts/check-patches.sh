@@ -62,8 +62,14 @@ for c in $(tgit rev-list --reverse "${CHECK_FROM:-$BASE_TAG}..HEAD"); do
 		grep -v '^tools/' | sed 's/\.c$/.o/; s|^virt/kvm/.*|arch/x86/kvm/|' |
 		sort -u || true)
 	if [ -n "$objs" ]; then
+		# The build's status and its warnings are two checks: in one
+		# pipeline, pipefail made a failed build look clean.
 		# shellcheck disable=SC2086 # one word per object
-		if kmake W=1 $objs 2>&1 | grep -E 'warning:|error:'; then
+		if ! kmake W=1 $objs > "$out/w1.log" 2>&1; then
+			printf 'FAIL W=1 build: %s\n' "$subject"; sed -n 1,20p "$out/w1.log"
+			failed=1; continue
+		fi
+		if grep -E 'warning:|error:' "$out/w1.log"; then
 			printf 'FAIL W=1: %s\n' "$subject"; failed=1; continue
 		fi
 	fi

@@ -158,7 +158,12 @@ def segment_cases(lane, seg, label):
         if m:
             plan = int(m.group(1))
     end = seg.end if seg.end is not None else last
-    if seg.rc is None:
+    timeout = next((x[len('HARNESS '):] for _, x in seg.lines
+                    if x.startswith('HARNESS TIMEOUT')), None)
+    if timeout:
+        # The binary was killed in the guest: one failure, the lane goes on.
+        cases.append(Case(lane, suite, label, 'fail', round(end - seg.start, 3), timeout))
+    elif seg.rc is None:
         cases.append(Case(lane, suite, label, 'fail', round(end - last, 3),
                           'did not finish (guest died or timed out)'))
     elif not cases:
@@ -195,18 +200,24 @@ def tail(path, n=25):
 
 def boot_cases(lane, boot, expect, timeout):
     """All cases of one boot: the binaries' results plus the boot's health."""
-    cases = []
+    cases, stage1_skipped = [], False
     segs = segments(boot, 1)
     for binary, stage in expect:
         seg = next((s for s in segs if s.binary == binary and s.stage == stage), None)
         label = binary.split('/')[-1] + (f' stage {stage}' if lane.kind != 'single' else '')
         if seg:
             cases.extend(segment_cases(lane.name, seg, label))
+        elif stage1_skipped:
+            # guest/init does not kexec after a stage 1 that skipped.
+            cases.append(Case(lane.name, binary.split('/')[-1], label, 'skip', 0.0,
+                              'stage 1 skipped'))
         else:
             cases.append(Case(lane.name, binary.split('/')[-1], label, 'fail', 0.0,
                               'never ran' + (' (kexec failed?)' if stage == 2 else '')))
-        if seg and seg.rc not in (0, 4) and lane.kind != 'single':
-            break   # stage 2 cannot run after a failed stage 1
+        if seg and lane.kind != 'single':
+            stage1_skipped = seg.rc == 4
+            if seg.rc not in (0, 4):
+                break   # stage 2 cannot run after a failed stage 1
     problems = []
     if boot.timed_out:
         problems.append(f'timed out after {timeout} s')
@@ -299,12 +310,18 @@ def run_flavour(flavour, names, show_timeline):
         print(f'# lane {lane.name} on {flavour} ({lane.kind}, {len(lane.binaries)} binaries)')
         for tag, params, expect, boots_base in lane_boots(lane):
             timeout = lane.timeout * FLAVOUR_SLOWDOWN.get(flavour, 1)
+            # Each binary of the boot gets its share of the lane's timeout in
+            # the guest; the boot's own timeout, a little longer, is the
+            # backstop for a guest that hangs as a whole.
+            params += f' harness.timeout={max(timeout // len(expect), 1)}'
             boot = run_qemu(tag, BASE_KERNEL if boots_base else kernel, initrd, params,
-                            timeout, logdir, flavour)
+                            timeout + 30, logdir, flavour)
             cases, found = boot_cases(lane, boot, expect, timeout)
             lane_splats += found
             for c in cases:
                 directive = f' # SKIP {c.detail}' if c.result == 'skip' else ''
+                if c.result == 'fail' and c.detail.startswith('TIMEOUT'):
+                    directive = ' # TIMEOUT'
                 print(f'{"ok" if c.result != "fail" else "not ok"} {flavour}/'
                       f'{lane.name}: {c.suite}: {c.case}{directive}', flush=True)
                 if c.result == 'fail' and c.detail:
