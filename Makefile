@@ -18,7 +18,7 @@ S := scripts
 comma := ,
 
 .NOTPARALLEL:
-.PHONY: all demo test bench deps tree kernel base-kernel initramfs export check-series check-patches \
+.PHONY: all demo test bench deps tree kernel base-kernel test-kernel initramfs export check-series check-patches \
 	reset-tree lint clean
 
 all: demo
@@ -58,8 +58,13 @@ test: base-kernel initramfs
 # LANES picks some of bench.conf's lanes.
 BENCH_CONFIG ?=
 bench_pair = $(if $(BENCH_CONFIG),base-$(BENCH_CONFIG)$(comma)$(BENCH_CONFIG),base$(comma)test)
+# The test binaries are built against the test kernel's headers, whatever
+# the flavours: build it first.
+test-kernel: tree
+	@$(S)/kernel.sh test
+
 bench: FLAVOURS = $(bench_pair)
-bench: initramfs
+bench: test-kernel initramfs
 	@LANES_CONF=bench.conf $(S)/run.py --icount --flavour $(bench_pair) $(LANES)
 	@for lane in $(or $(LANES),$$(LANES_CONF=bench.conf $(S)/lanes.py names)); do \
 		BENCH_FLAVOURS=$(bench_pair) $(S)/bench.py $$lane || exit 1; done
