@@ -18,6 +18,45 @@ file -L "$busybox" | grep -q 'statically linked' || die "$busybox is not static 
 make -s -f "$TOP/guest/Makefile" SRC="$TOP/guest" OUT="$BUILD/guest" \
 	HDRS="-isystem $BUILD/kernel-test/usr/include" TREE="$TREE" "$BUILD/guest/kexec-file"
 
+# A kernel with modules (configs/modules.config): every module it built goes
+# flat into /lib/modules, and next to each <file>.ko a <file>.deps that
+# lists the files to load for it, in order, its dependencies (from modpost's
+# MODULE_INFO(depends, ...)) first. guest/init and the tests load from it.
+module_entries() {
+	local moddir=$BUILD/modules-$flavour o file name
+	local -A file_of=()
+	mkdir -p "$moddir"
+	echo "dir /lib 0755 0 0"
+	echo "dir /lib/modules 0755 0 0"
+	while read -r o; do
+		o=${o%.o}
+		o=${o%.ko}
+		file=${o##*/}
+		file_of[${file//-/_}]=$o
+		echo "file /lib/modules/$file.ko $kout/$o.ko 0644 0 0"
+	done < "$kout/modules.order"
+	load_order() {
+		local deps d
+		deps=$(sed -n 's/^MODULE_INFO(depends, "\(.*\)");$/\1/p' "$kout/${file_of[$1]}.mod.c")
+		for d in ${deps//,/ }; do
+			load_order "$d"
+		done
+		echo "${file_of[$1]##*/}"
+	}
+	for name in "${!file_of[@]}"; do
+		file=${file_of[$name]##*/}
+		load_order "$name" | awk '!seen[$0]++' > "$moddir/$file.deps.new"
+		# Keep the old file when nothing changed: the initramfs is rebuilt
+		# only when a file in it is newer.
+		if cmp -s "$moddir/$file.deps.new" "$moddir/$file.deps"; then
+			rm "$moddir/$file.deps.new"
+		else
+			mv "$moddir/$file.deps.new" "$moddir/$file.deps"
+		fi
+		echo "file /lib/modules/$file.deps $moddir/$file.deps 0644 0 0"
+	done | sort
+}
+
 {
 	for d in /bin /dev /proc /sys /tmp /boot /tests; do
 		echo "dir $d 0755 0 0"
@@ -31,6 +70,9 @@ make -s -f "$TOP/guest/Makefile" SRC="$TOP/guest" OUT="$BUILD/guest" \
 	base=$BUILD/kernel-base/arch/x86/boot/bzImage
 	if [ "$flavour" != base ] && [ -f "$base" ]; then
 		echo "file /boot/bzImage-base $base 0644 0 0"
+	fi
+	if grep -q '^CONFIG_MODULES=y' "$kout/.config"; then
+		module_entries
 	fi
 	all_binaries | cut -d/ -f1 | sort -u | sed 's|.*|dir /tests/& 0755 0 0|'
 	all_binaries | while read -r b; do

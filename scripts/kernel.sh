@@ -3,7 +3,8 @@
 # Configure and build one kernel flavour out of tree: build/kernel-<flavour>.
 #
 #   kernel.sh <flavour>    flavours: test (configs/test.config),
-#                          debug (configs/test.config + configs/debug.config),
+#                          debug (configs/test.config + configs/debug.config,
+#                          KVM as modules: configs/modules.config),
 #                          base (test's configuration, on the unpatched base:
 #                          a git worktree of the tree at tag "base"),
 #                          prod and base-prod (test and base, with
@@ -34,8 +35,10 @@ debug) fragments=("$TOP/configs/test.config" "$TOP/configs/debug.config") ;;
 esac
 case $flavour in
 *prod) overrides=("$TOP/configs/prod.config") ;;
+debug) overrides=("$TOP/configs/modules.config") ;;
 esac
-# The suites' kselftest config fragments; "=m" becomes "=y" (no modules).
+# The suites' kselftest config fragments; "=m" becomes "=y" (a flavour that
+# wants modules says so in its overrides).
 SUITES=(liveupdate memfd kvm)
 suite_fragments() {
 	local s f
@@ -88,6 +91,10 @@ rm -f "$wanted.new"
 
 log "building kernel-$flavour (bzImage, headers, gen_init_cpio)"
 kmake bzImage
+if grep -q '^CONFIG_MODULES=y' "$out/.config"; then
+	# The .ko files stay in the build directory; initramfs.sh takes them.
+	kmake modules
+fi
 kmake headers >/dev/null
 echo "$state" > "$stamp"
 log "kernel-$flavour: $out/arch/x86/boot/bzImage"
