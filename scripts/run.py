@@ -199,21 +199,24 @@ def tail(path, n=25):
 
 
 def boot_cases(lane, boot, expect, timeout):
-    """All cases of one boot: the binaries' results plus the boot's health."""
-    cases, stage1_skipped = [], False
+    """All cases of one boot, in groups: (binary, its cases) for each binary
+    run (kexec: "<binary> stage <n>"), then ("boot", the boot's health)."""
+    groups, stage1_skipped = [], False
     segs = segments(boot, 1)
     for binary, stage in expect:
         seg = next((s for s in segs if s.binary == binary and s.stage == stage), None)
-        label = binary.split('/')[-1] + (f' stage {stage}' if lane.kind != 'single' else '')
+        stage_name = f' stage {stage}' if lane.kind != 'single' else ''
+        label = binary.split('/')[-1] + stage_name
         if seg:
-            cases.extend(segment_cases(lane.name, seg, label))
+            cases = segment_cases(lane.name, seg, label)
         elif stage1_skipped:
             # guest/init does not kexec after a stage 1 that skipped.
-            cases.append(Case(lane.name, binary.split('/')[-1], label, 'skip', 0.0,
-                              'stage 1 skipped'))
+            cases = [Case(lane.name, binary.split('/')[-1], label, 'skip', 0.0,
+                          'stage 1 skipped')]
         else:
-            cases.append(Case(lane.name, binary.split('/')[-1], label, 'fail', 0.0,
-                              'never ran' + (' (kexec failed?)' if stage == 2 else '')))
+            cases = [Case(lane.name, binary.split('/')[-1], label, 'fail', 0.0,
+                          'never ran' + (' (kexec failed?)' if stage == 2 else ''))]
+        groups.append((binary + stage_name, cases))
         if seg and lane.kind != 'single':
             stage1_skipped = seg.rc == 4
             if seg.rc not in (0, 4):
@@ -228,11 +231,12 @@ def boot_cases(lane, boot, expect, timeout):
     if found:
         problems.append(f'{len(found)} splat line(s) in the console log')
     if problems:
-        cases.append(Case(lane.name, 'boot', boot.tag, 'fail', 0.0, '; '.join(problems)))
+        groups.append(('boot', [Case(lane.name, 'boot', boot.tag, 'fail', 0.0,
+                                     '; '.join(problems))]))
         print(f'# {boot.tag}: {"; ".join(problems)}; console: {boot.console}')
         for ln in (found[:10] if found else tail(boot.console)):
             print(f'#   {ln}')
-    return cases, len(found)
+    return groups, len(found)
 
 
 # The kernel of the unpatched base, for the cross-version (xver) lanes; the
@@ -305,8 +309,9 @@ def run_flavour(flavour, names, show_timeline):
             sys.exit(f'{initrd} is older than {BASE_KERNEL}: run scripts/initramfs.sh {flavour}')
 
     all_cases, total_splats, started = [], 0, time.monotonic()
+    ktap_lanes = []     # (lane, [(binary, [Case])]) for the KTAP file
     for lane in lanes_conf.select(names):
-        lane_start, lane_cases, lane_splats = time.monotonic(), [], 0
+        lane_start, lane_groups, lane_splats = time.monotonic(), [], 0
         print(f'# lane {lane.name} on {flavour} ({lane.kind}, {len(lane.binaries)} binaries)')
         for tag, params, expect, boots_base in lane_boots(lane):
             timeout = lane.timeout * FLAVOUR_SLOWDOWN.get(flavour, 1)
@@ -316,7 +321,8 @@ def run_flavour(flavour, names, show_timeline):
             params += f' harness.timeout={max(timeout // len(expect), 1)}'
             boot = run_qemu(tag, BASE_KERNEL if boots_base else kernel, initrd, params,
                             timeout + 30, logdir, flavour)
-            cases, found = boot_cases(lane, boot, expect, timeout)
+            groups, found = boot_cases(lane, boot, expect, timeout)
+            cases = [c for _, group in groups for c in group]
             lane_splats += found
             for c in cases:
                 directive = f' # SKIP {c.detail}' if c.result == 'skip' else ''
@@ -328,7 +334,9 @@ def run_flavour(flavour, names, show_timeline):
                     print('\n'.join(f'#   {x}' for x in c.detail.split('\n')))
             if show_timeline:
                 timeline(boot)
-            lane_cases += cases
+            lane_groups += groups
+        lane_cases = [c for _, group in lane_groups for c in group]
+        ktap_lanes.append((lane.name, lane_groups))
         counts = tally(lane_cases)
         print(f'# lane {lane.name} on {flavour}: {counts["ok"]} passed, {counts["fail"]} failed, '
               f'{counts["skip"]} skipped, {lane_splats} splats, '
@@ -344,9 +352,67 @@ def run_flavour(flavour, names, show_timeline):
         f.write('lane\tsuite\tcase\tresult\tseconds\n')
         for c in all_cases:
             f.write(f'{c.lane}\t{c.suite}\t{c.case}\t{c.result}\t{c.seconds}\n')
+    with open(os.path.join(resdir, f'{result_name}.ktap'), 'w') as f:
+        f.write('\n'.join(ktap(meta, ktap_lanes)) + '\n')
     print(f'# {flavour}: {len(all_cases)} cases, {total_splats} splats, {meta["seconds"]} s; '
           f'results in {resdir}/{result_name}.tsv')
     return all_cases
+
+
+def ktap_status(cases):
+    """The result line's verdict and directive for a test of these cases."""
+    counts = tally(cases)
+    if counts['fail']:
+        return 'not ok', ''
+    return 'ok', ' # SKIP' if counts['skip'] == len(cases) else ''
+
+
+def ktap_case(num, case, indent):
+    """One case as a KTAP result line; its detail in diagnostic lines before
+    it, where kunit.py's parser attaches them to it. A skip's last line of
+    detail is its reason; a timeout's diagnostic starts with TIMEOUT."""
+    detail = case.detail.split('\n') if case.detail and case.result != 'ok' else []
+    if case.suite == 'boot' and case.detail.startswith('timed out'):
+        detail[0] = 'TIMEOUT ' + detail[0]
+    line = f'{"not ok" if case.result == "fail" else "ok"} {num} {case.case}'
+    if case.result == 'skip':
+        # The last line: the reason given, or the binary's own "# SKIP ...".
+        reason = re.sub(r'^.*# SKIP\s*', '', detail.pop() if detail else '')
+        line = f'{line} # SKIP {reason}'.rstrip()
+    return [f'{indent}# {x}' for x in detail] + [indent + line]
+
+
+def ktap_test(num, name, items, indent):
+    """A KTAP subtest with its own plan: items are (name, items) subtests
+    or Case leaves."""
+    inner = indent + '    '
+    lines = [f'{inner}KTAP version 1', f'{inner}# Subtest: {name}', f'{inner}1..{len(items)}']
+    cases = []
+    for n, item in enumerate(items, 1):
+        if isinstance(item, Case):
+            lines += ktap_case(n, item, inner)
+            cases.append(item)
+        else:
+            lines += ktap_test(n, *item, inner)
+            cases += leaves(item[1])
+    status, directive = ktap_status(cases)
+    return lines + [f'{indent}{status} {num} {name}{directive}']
+
+
+def leaves(items):
+    return [c for item in items
+            for c in ([item] if isinstance(item, Case) else leaves(item[1]))]
+
+
+def ktap(meta, lanes):
+    """KTAP version 1 of one flavour's run: a test per lane, in it a test
+    per binary run (kexec lanes: per stage; "boot" for a boot's health),
+    in that the cases."""
+    lines = ['KTAP version 1', f'# flavour: {meta["flavour"]}; base: {meta["base"]}; '
+             f'date: {meta["date"]}; splats: {meta["splats"]}', f'1..{len(lanes)}']
+    for n, (name, groups) in enumerate(lanes, 1):
+        lines += ktap_test(n, name, groups, '')
+    return lines
 
 
 def tally(cases):
