@@ -15,6 +15,7 @@ import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -30,7 +31,8 @@ QEMU = ['qemu-system-x86_64', '-nodefaults', '-display', 'none', '-no-reboot',
         '-accel', 'tcg', '-cpu', 'max', '-smp', '2', '-m', '4G']
 # With --icount the guest clock counts instructions: figures that repeat.
 ICOUNT = ['-icount', 'shift=0,sleep=off']
-QEMU_EXTRA = []
+# More QEMU options from the environment, e.g. QEMU_EXTRA='-d guest_errors'.
+QEMU_EXTRA = os.environ.get('QEMU_EXTRA', '').split()
 CMDLINE = 'console=ttyS0 panic=-1 liveupdate=on retain_initrd'
 # What a kernel flavour needs beyond that, and how much slower it runs.
 # debug: KASAN needs a larger KHO scratch area, or KHO disables itself and
@@ -85,12 +87,22 @@ class Boot:
     console: str       # path of the console log
     timed_out: bool
     done: bool
+    qemu_rc: int       # QEMU's exit status
+    qemu_log: str      # path of QEMU's own stderr
+
+
+def die(msg):
+    sys.exit(f'error: {msg}')
 
 
 def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour):
     """Boot once; return the timestamped test output and the console log."""
     console = os.path.join(logdir, f'{tag}.console.log')
     ktap = os.path.join(logdir, f'{tag}.ktap.log')
+    qemu_log = os.path.join(logdir, f'{tag}.qemu.log')
+    # A QEMU that fails early never opens the console: no old log shown as new.
+    if os.path.exists(console):
+        os.remove(console)
     cmd = QEMU + QEMU_EXTRA + ['-kernel', kernel, '-initrd', initrd,
                   '-append', f'{CMDLINE} {FLAVOUR_CMDLINE.get(flavour, "")} {params}',
                   '-serial', f'file:{console}', '-serial', 'stdio']
@@ -98,7 +110,7 @@ def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour):
     lines, buf, timed_out = [], b'', False
     with open(ktap, 'w') as log, subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=open(os.path.join(logdir, f'{tag}.qemu.log'), 'w')) as qemu:
+            stderr=open(qemu_log, 'w')) as qemu:
         fd = qemu.stdout.fileno()
         while True:
             left = start + timeout - time.monotonic()
@@ -121,7 +133,7 @@ def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour):
                 log.write(f'[{now:8.3f}] {text}\n')
         qemu.wait()
     done = any(text == 'HARNESS DONE' for _, text in lines)
-    return Boot(tag, lines, console, timed_out, done)
+    return Boot(tag, lines, console, timed_out, done, qemu.returncode, qemu_log)
 
 
 def segments(boot, stage):
@@ -224,6 +236,8 @@ def boot_cases(lane, boot, expect, timeout):
     problems = []
     if boot.timed_out:
         problems.append(f'timed out after {timeout} s')
+    elif boot.qemu_rc:
+        problems.append(f'QEMU exited with status {boot.qemu_rc} (its log: {boot.qemu_log})')
     elif not boot.done:
         problems.append('guest stopped before the end (panic or crash?)')
     problems += [x[len('HARNESS '):] for _, x in boot.lines if x.startswith('HARNESS ERROR')]
@@ -236,6 +250,10 @@ def boot_cases(lane, boot, expect, timeout):
         print(f'# {boot.tag}: {"; ".join(problems)}; console: {boot.console}')
         for ln in (found[:10] if found else tail(boot.console)):
             print(f'#   {ln}')
+        if boot.qemu_rc and not boot.timed_out:
+            print(f'# {boot.qemu_log}:')
+            for ln in tail(boot.qemu_log, 10):
+                print(f'#   {ln}')
     return groups, len(found)
 
 
@@ -285,6 +303,29 @@ def timeline(boot):
         print(f'# reboot request to guest memory verified: {verified[-1] - kexec:.2f} s')
 
 
+def preflight(flavour, kernel, initrd, names):
+    """Stop with the command that fixes it when something a boot needs is
+    missing or stale; return the base's name."""
+    version = os.path.join(BUILD, 'base-version')
+    if not os.path.exists(version):
+        die(f'{version} is missing: run `make` first (or set BUILD to a build directory)')
+    make = f'make FLAVOURS={flavour} initramfs'
+    for path in (kernel, initrd):
+        if not os.path.exists(path):
+            die(f'{path} is missing: run `{make}` first')
+    # kexec lanes boot the kernel the initramfs carries: it must be this one.
+    kernels = [kernel]
+    if any(lane.kind.startswith('xver') for lane in lanes_conf.select(names)):
+        if not os.path.exists(BASE_KERNEL):
+            die(f'{BASE_KERNEL} is missing: run `make base-kernel` first')
+        kernels.append(BASE_KERNEL)
+    for k in kernels:
+        if os.path.getmtime(initrd) < os.path.getmtime(k):
+            die(f'{initrd} is older than {k}: run `{make}`')
+    with open(version) as f:
+        return f.read().strip()
+
+
 def run_flavour(flavour, names, show_timeline):
     """Run the lanes on one kernel flavour; return its cases."""
     # A run of every lane is <flavour>.tsv; a run of some lanes is named after them.
@@ -296,17 +337,8 @@ def run_flavour(flavour, names, show_timeline):
     resdir = os.path.join(BUILD, 'results')
     os.makedirs(logdir, exist_ok=True)
     os.makedirs(resdir, exist_ok=True)
-    with open(os.path.join(BUILD, 'base-version')) as f:
-        base = f.read().strip()
+    base = preflight(flavour, kernel, initrd, names)
     print(f'# base: {base}; kernel: {flavour} ({kernel})')
-    # kexec lanes boot the kernel the initramfs carries: it must be this one.
-    if os.path.getmtime(initrd) < os.path.getmtime(kernel):
-        sys.exit(f'{initrd} is older than {kernel}: run scripts/initramfs.sh {flavour}')
-    if any(lane.kind.startswith('xver') for lane in lanes_conf.select(names)):
-        if not os.path.exists(BASE_KERNEL):
-            sys.exit(f'{BASE_KERNEL} is missing: run scripts/kernel.sh base')
-        if os.path.getmtime(initrd) < os.path.getmtime(BASE_KERNEL):
-            sys.exit(f'{initrd} is older than {BASE_KERNEL}: run scripts/initramfs.sh {flavour}')
 
     all_cases, total_splats, started = [], 0, time.monotonic()
     ktap_lanes = []     # (lane, [(binary, [Case])]) for the KTAP file
@@ -429,6 +461,8 @@ def main():
     args = ap.parse_args()
     if args.icount:
         QEMU_EXTRA.extend(ICOUNT)
+    if not shutil.which(QEMU[0]):
+        die(f'{QEMU[0]} not found in PATH: apt-get install qemu-system-x86 (or run `make deps`)')
     cases = []
     for flavour in args.flavour.split(','):
         cases += run_flavour(flavour, args.lanes, args.timeline)
