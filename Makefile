@@ -4,6 +4,7 @@
 #
 #   make              build everything and run the live-update demo
 #   make test         run every test lane; non-zero exit on any failure
+#                     (ACCEL=kvm: QEMU with -accel kvm -cpu host, not TCG)
 #   make bench        benchmarks of bench.conf, base against patched kernel
 #                     (BENCH_CONFIG=prod: both without lock debugging)
 #   make export       write the tree's commits to patches/
@@ -14,6 +15,9 @@
 
 FLAVOURS ?= test,debug
 LANES ?=
+# QEMU's accelerator for the tests and the demo: tcg, or kvm where /dev/kvm
+# works. Benchmarks always use TCG (-icount).
+ACCEL ?= tcg
 S := scripts
 comma := ,
 
@@ -37,7 +41,7 @@ initramfs: kernel
 
 demo: FLAVOURS = test
 demo: initramfs
-	@$(S)/run.py --timeline demo
+	@$(S)/run.py --accel $(ACCEL) --timeline demo
 	@echo "# artifacts:"
 	@echo "#   kernel:  build/kernel-test/arch/x86/boot/bzImage"
 	@echo "#   series:  patches/ ($$(grep -c . patches/series || true) patches), applied in build/linux"
@@ -50,7 +54,7 @@ base-kernel: tree
 
 test: base-kernel initramfs
 	@$(S)/tree.sh check
-	@$(S)/run.py --flavour $(FLAVOURS) $(LANES)
+	@$(S)/run.py --accel $(ACCEL) --flavour $(FLAVOURS) $(LANES)
 
 # The same benchmark binary on the unpatched base and on the patched kernel,
 # in one run, with QEMU's instruction-counting clock. BENCH_CONFIG=prod

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """Boot the test kernel in QEMU and run the lanes of lanes.conf.
 
-Usage: run.py [--flavour F] [--timeline] [LANE...]
+Usage: run.py [--flavour F] [--timeline] [--accel tcg|kvm] [--dry-run] [LANE...]
 
 Every boot has two serial ports: ttyS0 is the kernel console (kept in
 build/logs/), ttyS1 carries the tests' output only, read here line by line
@@ -15,6 +15,7 @@ import json
 import os
 import re
 import select
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,8 +29,12 @@ TOP = lanes_conf.TOP
 BUILD = os.environ.get('BUILD', os.path.join(TOP, 'build'))
 
 QEMU = ['qemu-system-x86_64', '-nodefaults', '-display', 'none', '-no-reboot',
-        '-accel', 'tcg', '-cpu', 'max', '-smp', '2', '-m', '4G']
+        '-smp', '2', '-m', '4G']
+# The accelerator (--accel, or ACCEL in the environment): TCG by default;
+# KVM where /dev/kvm works (the KVM tests then need nested virtualization).
+ACCELS = {'tcg': ['-accel', 'tcg', '-cpu', 'max'], 'kvm': ['-accel', 'kvm', '-cpu', 'host']}
 # With --icount the guest clock counts instructions: figures that repeat.
+# Only TCG can count them: benchmarks always run on TCG.
 ICOUNT = ['-icount', 'shift=0,sleep=off']
 # More QEMU options from the environment, e.g. QEMU_EXTRA='-d guest_errors'.
 QEMU_EXTRA = os.environ.get('QEMU_EXTRA', '').split()
@@ -95,6 +100,12 @@ def die(msg):
     sys.exit(f'error: {msg}')
 
 
+def qemu_cmd(kernel, initrd, params, console, flavour):
+    return QEMU + QEMU_EXTRA + ['-kernel', kernel, '-initrd', initrd,
+                                '-append', f'{CMDLINE} {FLAVOUR_CMDLINE.get(flavour, "")} {params}',
+                                '-serial', f'file:{console}', '-serial', 'stdio']
+
+
 def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour):
     """Boot once; return the timestamped test output and the console log."""
     console = os.path.join(logdir, f'{tag}.console.log')
@@ -103,9 +114,7 @@ def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour):
     # A QEMU that fails early never opens the console: no old log shown as new.
     if os.path.exists(console):
         os.remove(console)
-    cmd = QEMU + QEMU_EXTRA + ['-kernel', kernel, '-initrd', initrd,
-                  '-append', f'{CMDLINE} {FLAVOUR_CMDLINE.get(flavour, "")} {params}',
-                  '-serial', f'file:{console}', '-serial', 'stdio']
+    cmd = qemu_cmd(kernel, initrd, params, console, flavour)
     start = time.monotonic()
     lines, buf, timed_out = [], b'', False
     with open(ktap, 'w') as log, subprocess.Popen(
@@ -281,6 +290,17 @@ def lane_boots(lane):
                lane.kind == 'xver-up')
 
 
+def flavour_boots(lane, flavour, kernel):
+    """lane_boots() on a flavour: (tag, kernel, params, expected runs, timeout)."""
+    for tag, params, expect, boots_base in lane_boots(lane):
+        timeout = lane.timeout * FLAVOUR_SLOWDOWN.get(flavour, 1)
+        # Each binary of the boot gets its share of the lane's timeout in
+        # the guest; the boot's own timeout, a little longer, is the
+        # backstop for a guest that hangs as a whole.
+        params += f' harness.timeout={max(timeout // len(expect), 1)}'
+        yield tag, BASE_KERNEL if boots_base else kernel, params, expect, timeout
+
+
 def timeline(boot):
     """Print what the demo did, stamped with the host clock: the boots, the
     kexec and the demo binary's KTAP results; "verified" is its last passing
@@ -326,8 +346,9 @@ def preflight(flavour, kernel, initrd, names):
         return f.read().strip()
 
 
-def run_flavour(flavour, names, show_timeline):
-    """Run the lanes on one kernel flavour; return its cases."""
+def run_flavour(flavour, names, show_timeline, dry_run):
+    """Run the lanes on one kernel flavour; return its cases. A dry run
+    prints the QEMU command line of every boot and runs nothing."""
     # A run of every lane is <flavour>.tsv; a run of some lanes is named after them.
     conf = os.path.splitext(os.path.basename(lanes_conf.CONF))[0]
     result_name = '-'.join([flavour] + ([] if conf == 'lanes' else [conf]) + sorted(names))
@@ -339,20 +360,20 @@ def run_flavour(flavour, names, show_timeline):
     os.makedirs(resdir, exist_ok=True)
     base = preflight(flavour, kernel, initrd, names)
     print(f'# base: {base}; kernel: {flavour} ({kernel})')
+    if dry_run:
+        for lane in lanes_conf.select(names):
+            for tag, boot_kernel, params, _, _ in flavour_boots(lane, flavour, kernel):
+                console = os.path.join(logdir, f'{tag}.console.log')
+                print(shlex.join(qemu_cmd(boot_kernel, initrd, params, console, flavour)))
+        return []
 
     all_cases, total_splats, started = [], 0, time.monotonic()
     ktap_lanes = []     # (lane, [(binary, [Case])]) for the KTAP file
     for lane in lanes_conf.select(names):
         lane_start, lane_groups, lane_splats = time.monotonic(), [], 0
         print(f'# lane {lane.name} on {flavour} ({lane.kind}, {len(lane.binaries)} binaries)')
-        for tag, params, expect, boots_base in lane_boots(lane):
-            timeout = lane.timeout * FLAVOUR_SLOWDOWN.get(flavour, 1)
-            # Each binary of the boot gets its share of the lane's timeout in
-            # the guest; the boot's own timeout, a little longer, is the
-            # backstop for a guest that hangs as a whole.
-            params += f' harness.timeout={max(timeout // len(expect), 1)}'
-            boot = run_qemu(tag, BASE_KERNEL if boots_base else kernel, initrd, params,
-                            timeout + 30, logdir, flavour)
+        for tag, boot_kernel, params, expect, timeout in flavour_boots(lane, flavour, kernel):
+            boot = run_qemu(tag, boot_kernel, initrd, params, timeout + 30, logdir, flavour)
             groups, found = boot_cases(lane, boot, expect, timeout)
             cases = [c for _, group in groups for c in group]
             lane_splats += found
@@ -457,15 +478,31 @@ def main():
     ap.add_argument('--timeline', action='store_true', help='print the demo timeline')
     ap.add_argument('--icount', action='store_true',
                     help='guest clock counts instructions (benchmarks)')
+    ap.add_argument('--accel', choices=ACCELS, default=os.environ.get('ACCEL', 'tcg'),
+                    help='QEMU accelerator (default: $ACCEL or tcg; --icount is always tcg)')
+    ap.add_argument('--dry-run', action='store_true',
+                    help='print the QEMU command lines, run nothing')
     ap.add_argument('lanes', nargs='*')
     args = ap.parse_args()
+    if args.accel not in ACCELS:
+        die(f'unknown accelerator {args.accel!r} (have: {", ".join(ACCELS)})')
     if args.icount:
+        if args.accel != 'tcg':
+            print(f'# --icount needs TCG: {args.accel} not used')
+        args.accel = 'tcg'
         QEMU_EXTRA.extend(ICOUNT)
+    QEMU.extend(ACCELS[args.accel])
     if not shutil.which(QEMU[0]):
         die(f'{QEMU[0]} not found in PATH: apt-get install qemu-system-x86 (or run `make deps`)')
+    if args.accel == 'kvm' and not args.dry_run and not os.access('/dev/kvm', os.R_OK | os.W_OK):
+        die('ACCEL=kvm, but /dev/kvm ' + ('is not readable and writable by this user'
+                                         if os.path.exists('/dev/kvm') else 'does not exist')
+            + ': run without ACCEL=kvm (TCG is the default)')
     cases = []
     for flavour in args.flavour.split(','):
-        cases += run_flavour(flavour, args.lanes, args.timeline)
+        cases += run_flavour(flavour, args.lanes, args.timeline, args.dry_run)
+    if args.dry_run:
+        return 0
     counts = tally(cases)
     line = f'{counts["ok"]} passed, {counts["fail"]} failed'
     print(line + (f', {counts["skip"]} skipped' if counts['skip'] else ''))
