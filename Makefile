@@ -12,6 +12,8 @@
 #   make check-patches checkpatch --strict, and every commit builds (W=1)
 #   make reset-tree   drop the tree's commits and apply patches/ again
 #   make lint         shellcheck and python checks of the harness
+#   make counts       counts of the last results; README.md's that disagree
+#   make update-counts rewrite README.md's marked counts from the results
 
 FLAVOURS ?= test,debug
 LANES ?=
@@ -23,7 +25,7 @@ comma := ,
 
 .NOTPARALLEL:
 .PHONY: all demo test bench deps tree kernel base-kernel test-kernel initramfs export check-series check-patches \
-	reset-tree lint clean
+	reset-tree lint counts update-counts clean
 
 all: demo
 
@@ -88,6 +90,13 @@ reset-tree:
 lint:
 	shellcheck -x $(S)/*.sh guest/init .ci/run
 	python3 -m py_compile $(S)/*.py
+
+# The README's counts are of test and debug, whatever FLAVOURS says.
+counts:
+	@$(S)/counts.py check
+
+update-counts:
+	@$(S)/counts.py update
 
 clean:
 	rm -rf build/kernel-* build/selftests build/guest build/initramfs-* build/logs build/results
