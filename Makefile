@@ -15,13 +15,20 @@
 #   make counts       counts of the last results; README.md's that disagree
 #   make update-counts rewrite README.md's marked counts from the results
 
-FLAVOURS ?= test,debug
+S := scripts
+comma := ,
+# Paths and flavours come from scripts/lib.sh, where they are defined.
+lib = $(shell bash -c '. $(S)/lib.sh && $(1)')
+# A path as the user sees it: relative to here when it is under here.
+rel = $(patsubst $(CURDIR)/%,%,$(1))
+build := $(call lib,echo "$$BUILD")
+headers_flavour := $(call lib,echo "$$HEADERS_FLAVOUR")
+test_flavours := $(call lib,echo "$$TEST_FLAVOURS")
+FLAVOURS ?= $(test_flavours)
 LANES ?=
 # QEMU's accelerator for the tests and the demo: tcg, or kvm where /dev/kvm
 # works. Benchmarks always use TCG (-icount).
 ACCEL ?= tcg
-S := scripts
-comma := ,
 
 .NOTPARALLEL:
 .PHONY: all demo test bench deps tree kernel base-kernel test-kernel initramfs export check-series check-patches \
@@ -45,9 +52,9 @@ demo: FLAVOURS = test
 demo: initramfs
 	@$(S)/run.py --accel $(ACCEL) --timeline demo
 	@echo "# artifacts:"
-	@echo "#   kernel:  build/kernel-test/arch/x86/boot/bzImage"
-	@echo "#   series:  patches/ ($$(grep -c . patches/series || true) patches), applied in build/linux"
-	@echo "#   logs:    build/logs/test/"
+	@echo "#   kernel:  $(call rel,$(call lib,kernel_image test))"
+	@echo "#   series:  patches/ ($$(grep -c . patches/series || true) patches), applied in $(call rel,$(call lib,echo "$$TREE"))"
+	@echo "#   logs:    $(call rel,$(call lib,logs_dir test))/"
 
 # The cross-version lanes kexec between the flavour's kernel and the
 # unpatched base (flavour "base", built once and put in every initramfs).
@@ -67,7 +74,7 @@ bench_pair = $(if $(BENCH_CONFIG),base-$(BENCH_CONFIG)$(comma)$(BENCH_CONFIG),ba
 # The test binaries are built against the test kernel's headers, whatever
 # the flavours: build it first.
 test-kernel: tree
-	@$(S)/kernel.sh test
+	@$(S)/kernel.sh $(headers_flavour)
 
 bench: FLAVOURS = $(bench_pair)
 bench: test-kernel initramfs
@@ -99,4 +106,5 @@ update-counts:
 	@$(S)/counts.py update
 
 clean:
-	rm -rf build/kernel-* build/selftests build/guest build/initramfs-* build/logs build/results
+	rm -rf $(build)/kernel-* $(build)/selftests $(build)/guest $(build)/initramfs-* $(build)/logs \
+		$(build)/results

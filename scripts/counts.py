@@ -26,22 +26,20 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import lanes as lanes_conf  # noqa: E402
+from paths import TOP, PATCHES, RESULTS, TEST_FLAVOURS  # noqa: E402
 
-TOP = lanes_conf.TOP
-BUILD = os.environ.get('BUILD', os.path.join(TOP, 'build'))
 README = os.path.join(TOP, 'README.md')
 MARK = re.compile(r'<!-- counts:([a-z.]+) -->(.*?)<!-- /counts -->')
-RESULTS = {'ok': 'passed', 'fail': 'failed', 'skip': 'skipped'}
+VERDICTS = {'ok': 'passed', 'fail': 'failed', 'skip': 'skipped'}
 
 
 def counts(flavours):
     """{key: number}; a flavour without results has no keys."""
-    with open(os.path.join(TOP, 'patches', 'series')) as f:
+    with open(os.path.join(PATCHES, 'series')) as f:
         found = {'patches': sum(1 for line in f if line.strip())}
-    totals = dict.fromkeys(['cases', 'splats', *RESULTS.values()], 0)
+    totals = dict.fromkeys(['cases', 'splats', *VERDICTS.values()], 0)
     for flavour in flavours:
-        path = os.path.join(BUILD, 'results', f'{flavour}.json')
+        path = os.path.join(RESULTS, f'{flavour}.json')
         if not os.path.exists(path):
             print(f'# no results of {flavour}: {path} (run `make FLAVOURS={flavour} test`)',
                   file=sys.stderr)
@@ -50,7 +48,7 @@ def counts(flavours):
         with open(path) as f:
             run = json.load(f)
         these = {'cases': len(run['cases']), 'splats': run['meta']['splats']}
-        for result, name in RESULTS.items():
+        for result, name in VERDICTS.items():
             these[name] = sum(c['result'] == result for c in run['cases'])
         for key, n in these.items():
             found[f'{key}.{flavour}'] = n
@@ -70,7 +68,7 @@ def marks(text):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--flavours', default='test,debug')
+    ap.add_argument('--flavours', default=TEST_FLAVOURS)
     ap.add_argument('mode', nargs='?', default='show', choices=('show', 'check', 'update'))
     args = ap.parse_args()
     found = counts(args.flavours.split(','))

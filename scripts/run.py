@@ -24,9 +24,7 @@ from dataclasses import dataclass, field, asdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lanes as lanes_conf  # noqa: E402
-
-TOP = lanes_conf.TOP
-BUILD = os.environ.get('BUILD', os.path.join(TOP, 'build'))
+import paths  # noqa: E402
 
 QEMU = ['qemu-system-x86_64', '-nodefaults', '-display', 'none', '-no-reboot',
         '-smp', '2', '-m', '4G']
@@ -268,7 +266,7 @@ def boot_cases(lane, boot, expect, timeout):
 
 # The kernel of the unpatched base, for the cross-version (xver) lanes; the
 # initramfs of every flavour carries it as /boot/bzImage-base.
-BASE_KERNEL = os.path.join(BUILD, 'kernel-base', 'arch/x86/boot/bzImage')
+BASE_KERNEL = paths.kernel_image('base')
 
 
 def lane_boots(lane):
@@ -326,7 +324,7 @@ def timeline(boot):
 def preflight(flavour, kernel, initrd, names):
     """Stop with the command that fixes it when something a boot needs is
     missing or stale; return the base's name."""
-    version = os.path.join(BUILD, 'base-version')
+    version = paths.BASE_USED
     if not os.path.exists(version):
         die(f'{version} is missing: run `make` first (or set BUILD to a build directory)')
     make = f'make FLAVOURS={flavour} initramfs'
@@ -352,10 +350,10 @@ def run_flavour(flavour, names, show_timeline, dry_run):
     # A run of every lane is <flavour>.tsv; a run of some lanes is named after them.
     conf = os.path.splitext(os.path.basename(lanes_conf.CONF))[0]
     result_name = '-'.join([flavour] + ([] if conf == 'lanes' else [conf]) + sorted(names))
-    kernel = os.path.join(BUILD, f'kernel-{flavour}', 'arch/x86/boot/bzImage')
-    initrd = os.path.join(BUILD, f'initramfs-{flavour}.cpio')
-    logdir = os.path.join(BUILD, 'logs', flavour)
-    resdir = os.path.join(BUILD, 'results')
+    kernel = paths.kernel_image(flavour)
+    initrd = paths.initramfs_of(flavour)
+    logdir = paths.logs_dir(flavour)
+    resdir = paths.RESULTS
     os.makedirs(logdir, exist_ok=True)
     os.makedirs(resdir, exist_ok=True)
     base = preflight(flavour, kernel, initrd, names)
