@@ -4,6 +4,7 @@
 #
 #   make              build everything and run the live-update demo
 #   make test         run every test lane; non-zero exit on any failure
+#                     (ACCEL=kvm: QEMU with -accel kvm -cpu host, not TCG)
 #   make bench        benchmarks of bench.conf, base against patched kernel
 #                     (BENCH_CONFIG=prod: both without lock debugging)
 #   make export       write the tree's commits to patches/
@@ -11,15 +12,27 @@
 #   make check-patches checkpatch --strict, and every commit builds (W=1)
 #   make reset-tree   drop the tree's commits and apply patches/ again
 #   make lint         shellcheck and python checks of the harness
+#   make counts       counts of the last results; README.md's that disagree
+#   make update-counts rewrite README.md's marked counts from the results
 
-FLAVOURS ?= test,debug
-LANES ?=
 S := scripts
 comma := ,
+# Paths and flavours come from scripts/lib.sh, where they are defined.
+lib = $(shell bash -c '. $(S)/lib.sh && $(1)')
+# A path as the user sees it: relative to here when it is under here.
+rel = $(patsubst $(CURDIR)/%,%,$(1))
+build := $(call lib,echo "$$BUILD")
+headers_flavour := $(call lib,echo "$$HEADERS_FLAVOUR")
+test_flavours := $(call lib,echo "$$TEST_FLAVOURS")
+FLAVOURS ?= $(test_flavours)
+LANES ?=
+# QEMU's accelerator for the tests and the demo: tcg, or kvm where /dev/kvm
+# works. Benchmarks always use TCG (-icount).
+ACCEL ?= tcg
 
 .NOTPARALLEL:
 .PHONY: all demo test bench deps tree kernel base-kernel test-kernel initramfs export check-series check-patches \
-	reset-tree lint clean
+	reset-tree lint counts update-counts clean
 
 all: demo
 
@@ -37,11 +50,11 @@ initramfs: kernel
 
 demo: FLAVOURS = test
 demo: initramfs
-	@$(S)/run.py --timeline demo
+	@$(S)/run.py --accel $(ACCEL) --timeline demo
 	@echo "# artifacts:"
-	@echo "#   kernel:  build/kernel-test/arch/x86/boot/bzImage"
-	@echo "#   series:  patches/ ($$(grep -c . patches/series || true) patches), applied in build/linux"
-	@echo "#   logs:    build/logs/test/"
+	@echo "#   kernel:  $(call rel,$(call lib,kernel_image test))"
+	@echo "#   series:  patches/ ($$(grep -c . patches/series || true) patches), applied in $(call rel,$(call lib,echo "$$TREE"))"
+	@echo "#   logs:    $(call rel,$(call lib,logs_dir test))/"
 
 # The cross-version lanes kexec between the flavour's kernel and the
 # unpatched base (flavour "base", built once and put in every initramfs).
@@ -50,7 +63,7 @@ base-kernel: tree
 
 test: base-kernel initramfs
 	@$(S)/tree.sh check
-	@$(S)/run.py --flavour $(FLAVOURS) $(LANES)
+	@$(S)/run.py --accel $(ACCEL) --flavour $(FLAVOURS) $(LANES)
 
 # The same benchmark binary on the unpatched base and on the patched kernel,
 # in one run, with QEMU's instruction-counting clock. BENCH_CONFIG=prod
@@ -61,7 +74,7 @@ bench_pair = $(if $(BENCH_CONFIG),base-$(BENCH_CONFIG)$(comma)$(BENCH_CONFIG),ba
 # The test binaries are built against the test kernel's headers, whatever
 # the flavours: build it first.
 test-kernel: tree
-	@$(S)/kernel.sh test
+	@$(S)/kernel.sh $(headers_flavour)
 
 bench: FLAVOURS = $(bench_pair)
 bench: test-kernel initramfs
@@ -85,5 +98,13 @@ lint:
 	shellcheck -x $(S)/*.sh guest/init .ci/run
 	python3 -m py_compile $(S)/*.py
 
+# The README's counts are of test and debug, whatever FLAVOURS says.
+counts:
+	@$(S)/counts.py check
+
+update-counts:
+	@$(S)/counts.py update
+
 clean:
-	rm -rf build/kernel-* build/selftests build/guest build/initramfs-* build/logs build/results
+	rm -rf $(build)/kernel-* $(build)/selftests $(build)/guest $(build)/initramfs-* $(build)/logs \
+		$(build)/results

@@ -12,7 +12,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 mkdir -p "$BUILD"
-record() { printf '%s\n' "$1" > "$BUILD/base-version"; }
+record() { printf '%s\n' "$1" > "$BASE_USED"; }
 
 if [ -n "${LINUX_TARBALL:-}" ]; then
 	[ -f "$LINUX_TARBALL" ] || die "LINUX_TARBALL=$LINUX_TARBALL: no such file"

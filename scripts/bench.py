@@ -34,8 +34,8 @@ import re
 import subprocess
 import sys
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = os.environ.get('BUILD', os.path.join(TOP, 'build'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from paths import BUILD, logs_dir  # noqa: E402
 # The base and the patched flavour, in that order (make bench BENCH_CONFIG=...
 # sets them); results of another pair than the default go to their own
 # directory, build/bench-<patched flavour>.
@@ -59,7 +59,7 @@ def read(flavour, lane):
 
     A figure is a dict: metric, value, unit and the optional keys.
     """
-    path = os.path.join(BUILD, 'logs', flavour, f'{lane}.ktap.log')
+    path = os.path.join(logs_dir(flavour), f'{lane}.ktap.log')
     sweeps, figures = {}, {}
     with open(path) as f:
         for line in f:

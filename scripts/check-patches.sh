@@ -10,11 +10,12 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 wt=$BUILD/linux-check
-out=$BUILD/kernel-check
-[ -f "$BUILD/kernel-test/.config" ] || die "build the test kernel first"
+out=$(kernel_dir check)
+KTREE=$wt KOUT=$out
+config=$(kernel_dir test)/.config
+[ -f "$config" ] || die "build the test kernel first"
 [ -d "$wt" ] || tgit worktree add -q --detach "$wt" "$BASE_TAG"
 mkdir -p "$out"
-kmake() { make -s -C "$wt" O="$out" ARCH=x86_64 -j"$JOBS" "$@"; }
 
 log "checkpatch --strict"
 # checkpatch runs spdxcheck.py, which needs the system python3 with ply.
@@ -31,7 +32,7 @@ build_selftests() {
 	for suite in $(git -C "$wt" diff --name-only "$1^" "$1" -- tools/testing/selftests |
 		       cut -d/ -f4 | sort -u); do
 		make -s -C "$wt/tools/testing/selftests/$suite" OUTPUT="$out/selftests/$suite" \
-			KHDR_INCLUDES="-isystem $BUILD/kernel-test/usr/include" >/dev/null 2>"$out/build.err" ||
+			KHDR_INCLUDES="-isystem $HEADERS" >/dev/null 2>"$out/build.err" ||
 			return 1
 	done
 }
@@ -52,7 +53,7 @@ for c in $(tgit rev-list --reverse "${CHECK_FROM:-$BASE_TAG}..HEAD"); do
 	fi
 	# Start from the final configuration at every commit: an option that a
 	# commit introduces would otherwise be lost at the commits before it.
-	cp "$BUILD/kernel-test/.config" "$out/.config"
+	cp "$config" "$out/.config"
 	if ! kmake olddefconfig >/dev/null || ! kmake bzImage >/dev/null 2>"$out/build.err"; then
 		printf 'FAIL build: %s\n' "$subject"; sed -n 1,20p "$out/build.err"; failed=1; continue
 	fi

@@ -8,15 +8,15 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 flavour=${1:-test}
-kout=$BUILD/kernel-$flavour
-cpio=$BUILD/initramfs-$flavour.cpio
-list=$BUILD/initramfs-$flavour.list
+kout=$(kernel_dir "$flavour")
+cpio=$(initramfs_of "$flavour")
+list=${cpio%.cpio}.list
 busybox=$(command -v busybox) || die "busybox not found (Debian: busybox-static)"
 file -L "$busybox" | grep -q 'statically linked' || die "$busybox is not static (Debian: busybox-static)"
 
 "$TOP/scripts/selftests.sh"
 make -s -f "$TOP/guest/Makefile" SRC="$TOP/guest" OUT="$BUILD/guest" \
-	HDRS="-isystem $BUILD/kernel-test/usr/include" TREE="$TREE" "$BUILD/guest/kexec-file"
+	HDRS="-isystem $HEADERS" TREE="$TREE" "$BUILD/guest/kexec-file"
 
 # A kernel with modules (configs/modules.config): every module it built goes
 # flat into /lib/modules, and next to each <file>.ko a <file>.deps that
@@ -65,9 +65,9 @@ module_entries() {
 	echo "file /init $TOP/guest/init 0755 0 0"
 	echo "file /bin/busybox $busybox 0755 0 0"
 	echo "file /bin/kexec-file $BUILD/guest/kexec-file 0755 0 0"
-	echo "file /boot/bzImage $kout/arch/x86/boot/bzImage 0644 0 0"
+	echo "file /boot/bzImage $kout/$KIMAGE 0644 0 0"
 	# The unpatched base, for the cross-version lanes (xver-up, xver-down).
-	base=$BUILD/kernel-base/arch/x86/boot/bzImage
+	base=$(kernel_image base)
 	if [ "$flavour" != base ] && [ -f "$base" ]; then
 		echo "file /boot/bzImage-base $base 0644 0 0"
 	fi
@@ -76,7 +76,7 @@ module_entries() {
 	fi
 	all_binaries | cut -d/ -f1 | sort -u | sed 's|.*|dir /tests/& 0755 0 0|'
 	all_binaries | while read -r b; do
-		echo "file /tests/$b $BUILD/selftests/$b 0755 0 0"
+		echo "file /tests/$b $SELFTESTS/$b 0755 0 0"
 	done
 } > "$list.new"
 

@@ -51,9 +51,9 @@ suite_fragments() {
 	return 0
 }
 
-out=$BUILD/kernel-$flavour
+out=$(kernel_dir "$flavour")
+KOUT=$out
 mkdir -p "$out"
-kmake() { make -s -C "$TREE" O="$out" ARCH=x86_64 -j"$JOBS" "$@"; }
 
 wanted=$out/wanted.config
 # One line per symbol; a later fragment overrides an earlier one.
@@ -63,7 +63,7 @@ wanted=$out/wanted.config
 
 stamp=$out/build.stamp
 state=$( { tgit rev-parse HEAD; tgit diff HEAD; cat "$wanted.new"; } | sha256sum | cut -d' ' -f1)
-if [ -f "$out/arch/x86/boot/bzImage" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$state" ]; then
+if [ -f "$out/$KIMAGE" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$state" ]; then
 	log "kernel-$flavour is up to date"
 	exit 0
 fi
@@ -97,4 +97,4 @@ if grep -q '^CONFIG_MODULES=y' "$out/.config"; then
 fi
 kmake headers >/dev/null
 echo "$state" > "$stamp"
-log "kernel-$flavour: $out/arch/x86/boot/bzImage"
+log "kernel-$flavour: $out/$KIMAGE"

@@ -8,7 +8,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from paths import TOP
 # lanes.conf for the tests; bench.conf for `make bench` (LANES_CONF=...).
 CONF = os.path.join(TOP, os.environ.get('LANES_CONF', 'lanes.conf'))
 KINDS = ('single', 'kexec', 'xver-up', 'xver-down')

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # Common settings and helpers for the harness scripts. Source it; do not run it.
 #
-# Every path the harness uses is defined here, once.
+# Every path the harness uses is defined here, once. The Python scripts
+# read them through scripts/paths.py, the Makefile through $(shell).
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD:-$TOP/build}
@@ -10,6 +11,24 @@ TREE=${TREE:-$BUILD/linux}
 CACHE=${LUO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/luo-series}
 PATCHES=$TOP/patches
 JOBS=${JOBS:-$(nproc)}
+# The base that build/linux was made from (base.sh, tree.sh).
+BASE_USED=$BUILD/base-version
+SELFTESTS=$BUILD/selftests
+RESULTS=$BUILD/results
+# A kernel's image, in its build directory.
+KIMAGE=arch/x86/boot/bzImage
+
+# Kernel flavours (their configurations: kernel.sh): the ones `make test`
+# runs, and the one whose UAPI headers build every test binary.
+TEST_FLAVOURS=test,debug
+HEADERS_FLAVOUR="test"
+
+# Where each flavour's products are.
+kernel_dir() { echo "$BUILD/kernel-$1"; }
+kernel_image() { echo "$(kernel_dir "$1")/$KIMAGE"; }
+initramfs_of() { echo "$BUILD/initramfs-$1.cpio"; }
+logs_dir() { echo "$BUILD/logs/$1"; }
+HEADERS=$(kernel_dir "$HEADERS_FLAVOUR")/usr/include
 
 # The pinned base: Debian's linux-source-7.3 binary package.
 BASE_PKG=linux-source-7.3
@@ -41,3 +60,9 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # git in the kernel tree, with a fixed identity for commits the harness makes.
 tgit() { git -C "$TREE" "$@"; }
+
+# make in a kernel tree, $KTREE ($TREE if empty), out of tree in $KOUT: a
+# script sets them (the environment does not).
+KTREE=""
+KOUT=""
+kmake() { make -s -C "${KTREE:-$TREE}" O="$KOUT" ARCH=x86_64 -j"$JOBS" "$@"; }

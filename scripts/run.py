@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """Boot the test kernel in QEMU and run the lanes of lanes.conf.
 
-Usage: run.py [--flavour F] [--timeline] [LANE...]
+Usage: run.py [--flavour F] [--timeline] [--accel tcg|kvm] [--dry-run] [LANE...]
 
 Every boot has two serial ports: ttyS0 is the kernel console (kept in
 build/logs/), ttyS1 carries the tests' output only, read here line by line
@@ -15,6 +15,8 @@ import json
 import os
 import re
 import select
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -22,15 +24,18 @@ from dataclasses import dataclass, field, asdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lanes as lanes_conf  # noqa: E402
-
-TOP = lanes_conf.TOP
-BUILD = os.environ.get('BUILD', os.path.join(TOP, 'build'))
+import paths  # noqa: E402
 
 QEMU = ['qemu-system-x86_64', '-nodefaults', '-display', 'none', '-no-reboot',
-        '-accel', 'tcg', '-cpu', 'max', '-smp', '2', '-m', '4G']
+        '-smp', '2', '-m', '4G']
+# The accelerator (--accel, or ACCEL in the environment): TCG by default;
+# KVM where /dev/kvm works (the KVM tests then need nested virtualization).
+ACCELS = {'tcg': ['-accel', 'tcg', '-cpu', 'max'], 'kvm': ['-accel', 'kvm', '-cpu', 'host']}
 # With --icount the guest clock counts instructions: figures that repeat.
+# Only TCG can count them: benchmarks always run on TCG.
 ICOUNT = ['-icount', 'shift=0,sleep=off']
-QEMU_EXTRA = []
+# More QEMU options from the environment, e.g. QEMU_EXTRA='-d guest_errors'.
+QEMU_EXTRA = os.environ.get('QEMU_EXTRA', '').split()
 CMDLINE = 'console=ttyS0 panic=-1 liveupdate=on retain_initrd'
 # What a kernel flavour needs beyond that, and how much slower it runs.
 # debug: KASAN needs a larger KHO scratch area, or KHO disables itself and
@@ -85,20 +90,34 @@ class Boot:
     console: str       # path of the console log
     timed_out: bool
     done: bool
+    qemu_rc: int       # QEMU's exit status
+    qemu_log: str      # path of QEMU's own stderr
+
+
+def die(msg):
+    sys.exit(f'error: {msg}')
+
+
+def qemu_cmd(kernel, initrd, params, console, flavour):
+    return QEMU + QEMU_EXTRA + ['-kernel', kernel, '-initrd', initrd,
+                                '-append', f'{CMDLINE} {FLAVOUR_CMDLINE.get(flavour, "")} {params}',
+                                '-serial', f'file:{console}', '-serial', 'stdio']
 
 
 def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour):
     """Boot once; return the timestamped test output and the console log."""
     console = os.path.join(logdir, f'{tag}.console.log')
     ktap = os.path.join(logdir, f'{tag}.ktap.log')
-    cmd = QEMU + QEMU_EXTRA + ['-kernel', kernel, '-initrd', initrd,
-                  '-append', f'{CMDLINE} {FLAVOUR_CMDLINE.get(flavour, "")} {params}',
-                  '-serial', f'file:{console}', '-serial', 'stdio']
+    qemu_log = os.path.join(logdir, f'{tag}.qemu.log')
+    # A QEMU that fails early never opens the console: no old log shown as new.
+    if os.path.exists(console):
+        os.remove(console)
+    cmd = qemu_cmd(kernel, initrd, params, console, flavour)
     start = time.monotonic()
     lines, buf, timed_out = [], b'', False
     with open(ktap, 'w') as log, subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=open(os.path.join(logdir, f'{tag}.qemu.log'), 'w')) as qemu:
+            stderr=open(qemu_log, 'w')) as qemu:
         fd = qemu.stdout.fileno()
         while True:
             left = start + timeout - time.monotonic()
@@ -121,7 +140,7 @@ def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour):
                 log.write(f'[{now:8.3f}] {text}\n')
         qemu.wait()
     done = any(text == 'HARNESS DONE' for _, text in lines)
-    return Boot(tag, lines, console, timed_out, done)
+    return Boot(tag, lines, console, timed_out, done, qemu.returncode, qemu_log)
 
 
 def segments(boot, stage):
@@ -199,21 +218,24 @@ def tail(path, n=25):
 
 
 def boot_cases(lane, boot, expect, timeout):
-    """All cases of one boot: the binaries' results plus the boot's health."""
-    cases, stage1_skipped = [], False
+    """All cases of one boot, in groups: (binary, its cases) for each binary
+    run (kexec: "<binary> stage <n>"), then ("boot", the boot's health)."""
+    groups, stage1_skipped = [], False
     segs = segments(boot, 1)
     for binary, stage in expect:
         seg = next((s for s in segs if s.binary == binary and s.stage == stage), None)
-        label = binary.split('/')[-1] + (f' stage {stage}' if lane.kind != 'single' else '')
+        stage_name = f' stage {stage}' if lane.kind != 'single' else ''
+        label = binary.split('/')[-1] + stage_name
         if seg:
-            cases.extend(segment_cases(lane.name, seg, label))
+            cases = segment_cases(lane.name, seg, label)
         elif stage1_skipped:
             # guest/init does not kexec after a stage 1 that skipped.
-            cases.append(Case(lane.name, binary.split('/')[-1], label, 'skip', 0.0,
-                              'stage 1 skipped'))
+            cases = [Case(lane.name, binary.split('/')[-1], label, 'skip', 0.0,
+                          'stage 1 skipped')]
         else:
-            cases.append(Case(lane.name, binary.split('/')[-1], label, 'fail', 0.0,
-                              'never ran' + (' (kexec failed?)' if stage == 2 else '')))
+            cases = [Case(lane.name, binary.split('/')[-1], label, 'fail', 0.0,
+                          'never ran' + (' (kexec failed?)' if stage == 2 else ''))]
+        groups.append((binary + stage_name, cases))
         if seg and lane.kind != 'single':
             stage1_skipped = seg.rc == 4
             if seg.rc not in (0, 4):
@@ -221,6 +243,8 @@ def boot_cases(lane, boot, expect, timeout):
     problems = []
     if boot.timed_out:
         problems.append(f'timed out after {timeout} s')
+    elif boot.qemu_rc:
+        problems.append(f'QEMU exited with status {boot.qemu_rc} (its log: {boot.qemu_log})')
     elif not boot.done:
         problems.append('guest stopped before the end (panic or crash?)')
     problems += [x[len('HARNESS '):] for _, x in boot.lines if x.startswith('HARNESS ERROR')]
@@ -228,16 +252,21 @@ def boot_cases(lane, boot, expect, timeout):
     if found:
         problems.append(f'{len(found)} splat line(s) in the console log')
     if problems:
-        cases.append(Case(lane.name, 'boot', boot.tag, 'fail', 0.0, '; '.join(problems)))
+        groups.append(('boot', [Case(lane.name, 'boot', boot.tag, 'fail', 0.0,
+                                     '; '.join(problems))]))
         print(f'# {boot.tag}: {"; ".join(problems)}; console: {boot.console}')
         for ln in (found[:10] if found else tail(boot.console)):
             print(f'#   {ln}')
-    return cases, len(found)
+        if boot.qemu_rc and not boot.timed_out:
+            print(f'# {boot.qemu_log}:')
+            for ln in tail(boot.qemu_log, 10):
+                print(f'#   {ln}')
+    return groups, len(found)
 
 
 # The kernel of the unpatched base, for the cross-version (xver) lanes; the
 # initramfs of every flavour carries it as /boot/bzImage-base.
-BASE_KERNEL = os.path.join(BUILD, 'kernel-base', 'arch/x86/boot/bzImage')
+BASE_KERNEL = paths.kernel_image('base')
 
 
 def lane_boots(lane):
@@ -257,6 +286,17 @@ def lane_boots(lane):
             params += ' harness.next=/boot/bzImage-base'
         yield (f'{lane.name}-{b.split("/")[-1]}', params, [(b, 1), (b, 2)],
                lane.kind == 'xver-up')
+
+
+def flavour_boots(lane, flavour, kernel):
+    """lane_boots() on a flavour: (tag, kernel, params, expected runs, timeout)."""
+    for tag, params, expect, boots_base in lane_boots(lane):
+        timeout = lane.timeout * FLAVOUR_SLOWDOWN.get(flavour, 1)
+        # Each binary of the boot gets its share of the lane's timeout in
+        # the guest; the boot's own timeout, a little longer, is the
+        # backstop for a guest that hangs as a whole.
+        params += f' harness.timeout={max(timeout // len(expect), 1)}'
+        yield tag, BASE_KERNEL if boots_base else kernel, params, expect, timeout
 
 
 def timeline(boot):
@@ -281,42 +321,59 @@ def timeline(boot):
         print(f'# reboot request to guest memory verified: {verified[-1] - kexec:.2f} s')
 
 
-def run_flavour(flavour, names, show_timeline):
-    """Run the lanes on one kernel flavour; return its cases."""
+def preflight(flavour, kernel, initrd, names):
+    """Stop with the command that fixes it when something a boot needs is
+    missing or stale; return the base's name."""
+    version = paths.BASE_USED
+    if not os.path.exists(version):
+        die(f'{version} is missing: run `make` first (or set BUILD to a build directory)')
+    make = f'make FLAVOURS={flavour} initramfs'
+    for path in (kernel, initrd):
+        if not os.path.exists(path):
+            die(f'{path} is missing: run `{make}` first')
+    # kexec lanes boot the kernel the initramfs carries: it must be this one.
+    kernels = [kernel]
+    if any(lane.kind.startswith('xver') for lane in lanes_conf.select(names)):
+        if not os.path.exists(BASE_KERNEL):
+            die(f'{BASE_KERNEL} is missing: run `make base-kernel` first')
+        kernels.append(BASE_KERNEL)
+    for k in kernels:
+        if os.path.getmtime(initrd) < os.path.getmtime(k):
+            die(f'{initrd} is older than {k}: run `{make}`')
+    with open(version) as f:
+        return f.read().strip()
+
+
+def run_flavour(flavour, names, show_timeline, dry_run):
+    """Run the lanes on one kernel flavour; return its cases. A dry run
+    prints the QEMU command line of every boot and runs nothing."""
     # A run of every lane is <flavour>.tsv; a run of some lanes is named after them.
     conf = os.path.splitext(os.path.basename(lanes_conf.CONF))[0]
     result_name = '-'.join([flavour] + ([] if conf == 'lanes' else [conf]) + sorted(names))
-    kernel = os.path.join(BUILD, f'kernel-{flavour}', 'arch/x86/boot/bzImage')
-    initrd = os.path.join(BUILD, f'initramfs-{flavour}.cpio')
-    logdir = os.path.join(BUILD, 'logs', flavour)
-    resdir = os.path.join(BUILD, 'results')
+    kernel = paths.kernel_image(flavour)
+    initrd = paths.initramfs_of(flavour)
+    logdir = paths.logs_dir(flavour)
+    resdir = paths.RESULTS
     os.makedirs(logdir, exist_ok=True)
     os.makedirs(resdir, exist_ok=True)
-    with open(os.path.join(BUILD, 'base-version')) as f:
-        base = f.read().strip()
+    base = preflight(flavour, kernel, initrd, names)
     print(f'# base: {base}; kernel: {flavour} ({kernel})')
-    # kexec lanes boot the kernel the initramfs carries: it must be this one.
-    if os.path.getmtime(initrd) < os.path.getmtime(kernel):
-        sys.exit(f'{initrd} is older than {kernel}: run scripts/initramfs.sh {flavour}')
-    if any(lane.kind.startswith('xver') for lane in lanes_conf.select(names)):
-        if not os.path.exists(BASE_KERNEL):
-            sys.exit(f'{BASE_KERNEL} is missing: run scripts/kernel.sh base')
-        if os.path.getmtime(initrd) < os.path.getmtime(BASE_KERNEL):
-            sys.exit(f'{initrd} is older than {BASE_KERNEL}: run scripts/initramfs.sh {flavour}')
+    if dry_run:
+        for lane in lanes_conf.select(names):
+            for tag, boot_kernel, params, _, _ in flavour_boots(lane, flavour, kernel):
+                console = os.path.join(logdir, f'{tag}.console.log')
+                print(shlex.join(qemu_cmd(boot_kernel, initrd, params, console, flavour)))
+        return []
 
     all_cases, total_splats, started = [], 0, time.monotonic()
+    ktap_lanes = []     # (lane, [(binary, [Case])]) for the KTAP file
     for lane in lanes_conf.select(names):
-        lane_start, lane_cases, lane_splats = time.monotonic(), [], 0
+        lane_start, lane_groups, lane_splats = time.monotonic(), [], 0
         print(f'# lane {lane.name} on {flavour} ({lane.kind}, {len(lane.binaries)} binaries)')
-        for tag, params, expect, boots_base in lane_boots(lane):
-            timeout = lane.timeout * FLAVOUR_SLOWDOWN.get(flavour, 1)
-            # Each binary of the boot gets its share of the lane's timeout in
-            # the guest; the boot's own timeout, a little longer, is the
-            # backstop for a guest that hangs as a whole.
-            params += f' harness.timeout={max(timeout // len(expect), 1)}'
-            boot = run_qemu(tag, BASE_KERNEL if boots_base else kernel, initrd, params,
-                            timeout + 30, logdir, flavour)
-            cases, found = boot_cases(lane, boot, expect, timeout)
+        for tag, boot_kernel, params, expect, timeout in flavour_boots(lane, flavour, kernel):
+            boot = run_qemu(tag, boot_kernel, initrd, params, timeout + 30, logdir, flavour)
+            groups, found = boot_cases(lane, boot, expect, timeout)
+            cases = [c for _, group in groups for c in group]
             lane_splats += found
             for c in cases:
                 directive = f' # SKIP {c.detail}' if c.result == 'skip' else ''
@@ -328,7 +385,9 @@ def run_flavour(flavour, names, show_timeline):
                     print('\n'.join(f'#   {x}' for x in c.detail.split('\n')))
             if show_timeline:
                 timeline(boot)
-            lane_cases += cases
+            lane_groups += groups
+        lane_cases = [c for _, group in lane_groups for c in group]
+        ktap_lanes.append((lane.name, lane_groups))
         counts = tally(lane_cases)
         print(f'# lane {lane.name} on {flavour}: {counts["ok"]} passed, {counts["fail"]} failed, '
               f'{counts["skip"]} skipped, {lane_splats} splats, '
@@ -344,9 +403,67 @@ def run_flavour(flavour, names, show_timeline):
         f.write('lane\tsuite\tcase\tresult\tseconds\n')
         for c in all_cases:
             f.write(f'{c.lane}\t{c.suite}\t{c.case}\t{c.result}\t{c.seconds}\n')
+    with open(os.path.join(resdir, f'{result_name}.ktap'), 'w') as f:
+        f.write('\n'.join(ktap(meta, ktap_lanes)) + '\n')
     print(f'# {flavour}: {len(all_cases)} cases, {total_splats} splats, {meta["seconds"]} s; '
           f'results in {resdir}/{result_name}.tsv')
     return all_cases
+
+
+def ktap_status(cases):
+    """The result line's verdict and directive for a test of these cases."""
+    counts = tally(cases)
+    if counts['fail']:
+        return 'not ok', ''
+    return 'ok', ' # SKIP' if counts['skip'] == len(cases) else ''
+
+
+def ktap_case(num, case, indent):
+    """One case as a KTAP result line; its detail in diagnostic lines before
+    it, where kunit.py's parser attaches them to it. A skip's last line of
+    detail is its reason; a timeout's diagnostic starts with TIMEOUT."""
+    detail = case.detail.split('\n') if case.detail and case.result != 'ok' else []
+    if case.suite == 'boot' and case.detail.startswith('timed out'):
+        detail[0] = 'TIMEOUT ' + detail[0]
+    line = f'{"not ok" if case.result == "fail" else "ok"} {num} {case.case}'
+    if case.result == 'skip':
+        # The last line: the reason given, or the binary's own "# SKIP ...".
+        reason = re.sub(r'^.*# SKIP\s*', '', detail.pop() if detail else '')
+        line = f'{line} # SKIP {reason}'.rstrip()
+    return [f'{indent}# {x}' for x in detail] + [indent + line]
+
+
+def ktap_test(num, name, items, indent):
+    """A KTAP subtest with its own plan: items are (name, items) subtests
+    or Case leaves."""
+    inner = indent + '    '
+    lines = [f'{inner}KTAP version 1', f'{inner}# Subtest: {name}', f'{inner}1..{len(items)}']
+    cases = []
+    for n, item in enumerate(items, 1):
+        if isinstance(item, Case):
+            lines += ktap_case(n, item, inner)
+            cases.append(item)
+        else:
+            lines += ktap_test(n, *item, inner)
+            cases += leaves(item[1])
+    status, directive = ktap_status(cases)
+    return lines + [f'{indent}{status} {num} {name}{directive}']
+
+
+def leaves(items):
+    return [c for item in items
+            for c in ([item] if isinstance(item, Case) else leaves(item[1]))]
+
+
+def ktap(meta, lanes):
+    """KTAP version 1 of one flavour's run: a test per lane, in it a test
+    per binary run (kexec lanes: per stage; "boot" for a boot's health),
+    in that the cases."""
+    lines = ['KTAP version 1', f'# flavour: {meta["flavour"]}; base: {meta["base"]}; '
+             f'date: {meta["date"]}; splats: {meta["splats"]}', f'1..{len(lanes)}']
+    for n, (name, groups) in enumerate(lanes, 1):
+        lines += ktap_test(n, name, groups, '')
+    return lines
 
 
 def tally(cases):
@@ -359,13 +476,31 @@ def main():
     ap.add_argument('--timeline', action='store_true', help='print the demo timeline')
     ap.add_argument('--icount', action='store_true',
                     help='guest clock counts instructions (benchmarks)')
+    ap.add_argument('--accel', choices=ACCELS, default=os.environ.get('ACCEL', 'tcg'),
+                    help='QEMU accelerator (default: $ACCEL or tcg; --icount is always tcg)')
+    ap.add_argument('--dry-run', action='store_true',
+                    help='print the QEMU command lines, run nothing')
     ap.add_argument('lanes', nargs='*')
     args = ap.parse_args()
+    if args.accel not in ACCELS:
+        die(f'unknown accelerator {args.accel!r} (have: {", ".join(ACCELS)})')
     if args.icount:
+        if args.accel != 'tcg':
+            print(f'# --icount needs TCG: {args.accel} not used')
+        args.accel = 'tcg'
         QEMU_EXTRA.extend(ICOUNT)
+    QEMU.extend(ACCELS[args.accel])
+    if not shutil.which(QEMU[0]):
+        die(f'{QEMU[0]} not found in PATH: apt-get install qemu-system-x86 (or run `make deps`)')
+    if args.accel == 'kvm' and not args.dry_run and not os.access('/dev/kvm', os.R_OK | os.W_OK):
+        die('ACCEL=kvm, but /dev/kvm ' + ('is not readable and writable by this user'
+                                         if os.path.exists('/dev/kvm') else 'does not exist')
+            + ': run without ACCEL=kvm (TCG is the default)')
     cases = []
     for flavour in args.flavour.split(','):
-        cases += run_flavour(flavour, args.lanes, args.timeline)
+        cases += run_flavour(flavour, args.lanes, args.timeline, args.dry_run)
+    if args.dry_run:
+        return 0
     counts = tally(cases)
     line = f'{counts["ok"]} passed, {counts["fail"]} failed'
     print(line + (f', {counts["skip"]} skipped' if counts['skip'] else ''))

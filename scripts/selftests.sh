@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Build every test binary that lanes.conf and bench.conf name, statically
 # (the initramfs has no libc), against the UAPI headers of the patched test
-# kernel, build/kernel-test. The same binaries run on every kernel flavour,
+# kernel ($HEADERS_FLAVOUR). The same binaries run on every kernel flavour,
 # so that a benchmark compares kernels and not builds.
 #
 # Output: build/selftests/<suite>/<name>.
@@ -10,10 +10,9 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-kout=$BUILD/kernel-test
-out=$BUILD/selftests
-[ -d "$kout/usr/include" ] || die "no headers in $kout: build the kernel first"
-hdrs="-isystem $kout/usr/include"
+out=$SELFTESTS
+[ -d "$HEADERS" ] || die "no headers in $HEADERS: build the kernel first"
+hdrs="-isystem $HEADERS"
 
 declare -A by_suite
 while read -r b; do

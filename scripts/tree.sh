@@ -30,7 +30,7 @@ create_base() {
 		[ -f "$LINUX_TREE/Makefile" ] || die "LINUX_TREE=$LINUX_TREE is not a kernel tree"
 		log "copying the kernel tree $LINUX_TREE"
 		rsync -a --exclude=.git "$LINUX_TREE/" "$tmp/"
-		echo "tree $(realpath "$LINUX_TREE") (user override, not verified)" > "$BUILD/base-version"
+		echo "tree $(realpath "$LINUX_TREE") (user override, not verified)" > "$BASE_USED"
 	else
 		src=$("$TOP/scripts/base.sh")
 		log "unpacking $(basename "$src")"
