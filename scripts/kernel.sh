@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0
 # Configure and build one kernel flavour out of tree: build/kernel-<flavour>.
 #
-#   kernel.sh <flavour>    flavours: test (configs/test.config),
-#                          debug (configs/test.config + configs/debug.config,
+#   kernel.sh <flavour>    flavours: test (configs/test.config +
+#                          configs/kunit.config),
+#                          debug (test's fragments + configs/debug.config,
 #                          KVM as modules: configs/modules.config),
 #                          base (test's configuration, on the unpatched base:
 #                          a git worktree of the tree at tag "base"),
@@ -22,7 +23,8 @@ flavour=${1:-test}
 # Fragments that override the suites' own, applied last.
 overrides=()
 case $flavour in
-test|prod) fragments=("$TOP/configs/test.config") ;;
+test) fragments=("$TOP/configs/test.config" "$TOP/configs/kunit.config") ;;
+prod) fragments=("$TOP/configs/test.config") ;;
 base|base-prod)
 	fragments=("$TOP/configs/test.config")
 	if [ ! -d "$BUILD/linux-base" ]; then
@@ -30,7 +32,7 @@ base|base-prod)
 	fi
 	TREE=$BUILD/linux-base
 	;;
-debug) fragments=("$TOP/configs/test.config" "$TOP/configs/debug.config") ;;
+debug) fragments=("$TOP/configs/test.config" "$TOP/configs/kunit.config" "$TOP/configs/debug.config") ;;
 *) die "unknown kernel flavour '$flavour'" ;;
 esac
 case $flavour in
