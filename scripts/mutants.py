@@ -44,6 +44,7 @@ MDIR = os.path.join(paths.BUILD, 'mutants')
 README = os.path.join(paths.TOP, 'README.md')
 TABLE = re.compile(r'(<!-- mutants:table -->\n).*?(<!-- /mutants -->)', re.S)
 COLUMNS = ('mutant', 'flavour', 'file', 'breaks', 'result', 'killed_by', 'build_s', 'run_s')
+VERDICTS = ('killed', 'survived', 'does not build', 'stale', 'error')
 EDIT = re.compile(r'^(?:/(?P<anchor>[^/]+)/\s*)?s(?P<d>\S)')
 
 
@@ -288,21 +289,25 @@ def write_tsv(path, mutants, rows):
 
 def update_readme(mutants, rows):
     """README.md's table between <!-- mutants:table --> and <!-- /mutants -->."""
-    lines = ['| mutant | file | what it breaks | flavour | result | killed by |',
-             '|---|---|---|---|---|---|']
-    total = 0.0
+    lines = ['| mutant | file | what it breaks | flavour | result | killed by | s |',
+             '|---|---|---|---|---|---|---|']
+    total = 0
     for m in mutants:
         r = rows.get(m.name)
-        if r:
-            total += float(r['build_s']) + float(r['run_s'])
+        seconds = int(r['build_s']) + int(r['run_s']) if r else 0
+        total += seconds
         lines.append(f'| `{m.name}` | `{m.file}` | {m.breaks} | {m.flavour} | '
                      f'{r["result"] if r else "not run"} | '
-                     f'{r["killed_by"].replace("|", "/") if r else ""} |')
+                     f'{r["killed_by"].replace("|", "/") if r else ""} | '
+                     f'{seconds if r else ""} |')
     done = [rows[m.name] for m in mutants if m.name in rows]
-    killed = sum(r['result'] == 'killed' for r in done)
+    counts = {v: sum(r['result'] == v for r in done) for v in VERDICTS}
     lines.append('')
-    lines.append(f'{killed} of {len(mutants)} killed; {len(done)} run, in {total / 60:.0f} min '
-                 f'of build and boots (the first build of each flavour not counted).')
+    lines.append(f'{len(mutants)} mutants, {len(done)} run: '
+                 + ', '.join(f'{n} {v}' for v, n in counts.items() if n)
+                 + f'. Their builds and boots took {total / 60:.0f} min '
+                 f'({total / max(len(done), 1):.0f} s a mutant: "s" is build and boot seconds); '
+                 'the first, full build of each flavour comes on top.')
     with open(README) as f:
         text = f.read()
     if not TABLE.search(text):
@@ -315,7 +320,7 @@ def update_readme(mutants, rows):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--list', default=os.path.join(paths.TOP, 'mutants.conf'),
+    ap.add_argument('--list', default='mutants.conf',
                     help='the list of mutants (default: mutants.conf)')
     ap.add_argument('--dry-run', action='store_true',
                     help='check that every edit applies and name its lanes; touch nothing')
@@ -323,6 +328,7 @@ def main():
                     help="rewrite README.md's table from the results, run nothing")
     ap.add_argument('names', nargs='*', help='run these mutants only')
     args = ap.parse_args()
+    args.list = os.path.join(paths.TOP, args.list) if not os.path.exists(args.list) else args.list
     mutants = load(args.list)
     tsv = tsv_path(args.list)
     rows = read_tsv(tsv)
@@ -338,7 +344,7 @@ def main():
     head = subprocess.run(['git', '-C', TREE, 'rev-parse', 'HEAD'], check=True, text=True,
                           stdout=subprocess.PIPE).stdout.strip()
     os.makedirs(MDIR, exist_ok=True)
-    print(f'# {len(todo)} mutants of {os.path.relpath(args.list, paths.TOP)}, on {TREE} '
+    print(f'# {len(todo)} mutants of {args.list}, on {TREE} '
           f'at {head[:12]}, in {MDIR}', flush=True)
     built, started = set(), time.monotonic()
     if args.dry_run:
@@ -383,8 +389,7 @@ def main():
     for flavour in {m.flavour for m in todo}:
         worktree(flavour, head)
     done = [rows[m.name] for m in todo]
-    counts = {r: sum(x['result'] == r for x in done)
-              for r in ('killed', 'survived', 'does not build', 'stale', 'error')}
+    counts = {r: sum(x['result'] == r for x in done) for r in VERDICTS}
     print(f'# {", ".join(f"{n} {r}" for r, n in counts.items() if n)} of {len(done)} mutants, '
           f'{time.monotonic() - started:.0f} s; results in {tsv}')
     return 1 if len(done) != counts['killed'] else 0
