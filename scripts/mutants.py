@@ -22,8 +22,8 @@ own (linux-<flavour>/ worktrees, kernel-<flavour>/, initramfs-<flavour>.cpio,
 logs/, results/), so kernel.sh and run.py work on it unchanged. The
 initramfs is the flavour's from $BUILD (same tests, same list) with this
 kernel and its modules in it. Results: $BUILD/mutants.tsv (another list:
-$BUILD/mutants-<list>.tsv); NAMEs run some mutants only and replace their
-rows. --update-readme rewrites README.md's table from the tsv.
+$BUILD/mutants-<list>.tsv); NAMEs run some mutants only, in that order,
+and replace their rows. --update-readme rewrites README.md's table from the tsv.
 """
 import argparse
 import json
@@ -326,7 +326,7 @@ def main():
                     help='check that every edit applies and name its lanes; touch nothing')
     ap.add_argument('--update-readme', action='store_true',
                     help="rewrite README.md's table from the results, run nothing")
-    ap.add_argument('names', nargs='*', help='run these mutants only')
+    ap.add_argument('names', nargs='*', help='run these mutants only, in this order')
     args = ap.parse_args()
     args.list = os.path.join(paths.TOP, args.list) if not os.path.exists(args.list) else args.list
     mutants = load(args.list)
@@ -338,7 +338,8 @@ def main():
     unknown = set(args.names) - {m.name for m in mutants}
     if unknown:
         die(f'unknown mutant(s): {" ".join(sorted(unknown))}')
-    todo = [m for m in mutants if not args.names or m.name in args.names]
+    by_name = {m.name: m for m in mutants}
+    todo = [by_name[n] for n in dict.fromkeys(args.names)] if args.names else mutants
     lanes = lanes_conf.load()
     confs = {m.name: lane_conf(m, lanes) for m in todo}
     head = subprocess.run(['git', '-C', TREE, 'rev-parse', 'HEAD'], check=True, text=True,
