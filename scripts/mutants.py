@@ -261,7 +261,12 @@ def run_lanes(mutant, conf, log):
     c = failed[0]
     if c['suite'] == 'boot':
         return 'killed', f'{c["case"]}: {c["detail"].split(";")[0]}'
-    why = ' (timeout)' if c['detail'].startswith('TIMEOUT') else ''
+    # A binary that failed as a whole: say how (timeout, died, exit status).
+    why = ''
+    if c['detail'].startswith('TIMEOUT'):
+        why = ' (timeout)'
+    elif c['detail'].startswith(('did not finish', 'exit status')):
+        why = f' ({c["detail"].split(";")[0].split(" (")[0]})'
     return 'killed', f'{c["suite"]}: {c["case"]}{why}'
 
 
@@ -361,8 +366,8 @@ def main():
         logs = os.path.join(MDIR, 'logs', m.name)
         worktree(m.flavour, head)
         if m.flavour not in built:
-            print(f'# building kernel-{m.flavour} without mutants (the first time: a full build)',
-                  flush=True)
+            print(f'# kernel-{m.flavour} without mutants (a full build the first time, later '
+                  'only what the tree changed)', flush=True)
             if not build(m.flavour, f'{logs}.base-build.log'):
                 die(f'the unmutated kernel-{m.flavour} does not build: {logs}.base-build.log')
             built.add(m.flavour)
