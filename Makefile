@@ -17,7 +17,7 @@
 #   make mutants      break the kernel on purpose, one mutant of mutants.conf
 #                     at a time (MUTANTS=<file>: another list), and check that
 #                     a test kills each; results in build/mutants.tsv
-#   make update-mutants rewrite README.md's table of mutants from the results
+#   make update-mutants rewrite README.md's table of mutants.conf from the results
 
 S := scripts
 comma := ,
@@ -117,7 +117,7 @@ mutants: base-kernel initramfs
 	@$(S)/mutants.py --list $(MUTANTS)
 
 update-mutants:
-	@$(S)/mutants.py --list $(MUTANTS) --update-readme
+	@$(S)/mutants.py --update-readme
 
 clean:
 	rm -rf $(build)/kernel-* $(build)/selftests $(build)/guest $(build)/initramfs-* $(build)/logs \
