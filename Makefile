@@ -14,6 +14,10 @@
 #   make lint         shellcheck and python checks of the harness
 #   make counts       counts of the last results; README.md's that disagree
 #   make update-counts rewrite README.md's marked counts from the results
+#   make mutants      break the kernel on purpose, one mutant of mutants.conf
+#                     at a time (MUTANTS=<file>: another list), and check that
+#                     a test kills each; results in build/mutants.tsv
+#   make update-mutants rewrite README.md's table of mutants.conf from the results
 
 S := scripts
 comma := ,
@@ -32,7 +36,7 @@ ACCEL ?= tcg
 
 .NOTPARALLEL:
 .PHONY: all demo test bench deps tree kernel base-kernel test-kernel initramfs export check-series check-patches \
-	reset-tree lint counts update-counts clean
+	reset-tree lint counts update-counts mutants update-mutants clean
 
 all: demo
 
@@ -104,6 +108,16 @@ counts:
 
 update-counts:
 	@$(S)/counts.py update
+
+# Mutation testing (scripts/mutants.py): each mutant is built in its own
+# worktree and build directory per flavour under build/mutants/ and booted
+# with the flavour's initramfs; not part of `make test`.
+MUTANTS ?= mutants.conf
+mutants: base-kernel initramfs
+	@$(S)/mutants.py --list $(MUTANTS)
+
+update-mutants:
+	@$(S)/mutants.py --update-readme
 
 clean:
 	rm -rf $(build)/kernel-* $(build)/selftests $(build)/guest $(build)/initramfs-* $(build)/logs \
