@@ -3,6 +3,8 @@
 # concern; see README.md.
 #
 #   make              build everything and run the live-update demo
+#   make demo-qemu    Debian's QEMU keeps a guest running across the kexec
+#                     (lane qemu-kexec on the test flavour)
 #   make test         run every test lane; non-zero exit on any failure
 #                     (ACCEL=kvm: QEMU with -accel kvm -cpu host, not TCG)
 #   make bench        benchmarks of bench.conf, base against patched kernel
@@ -35,7 +37,7 @@ LANES ?=
 ACCEL ?= tcg
 
 .NOTPARALLEL:
-.PHONY: all demo test bench deps tree kernel base-kernel test-kernel initramfs export check-series check-patches \
+.PHONY: all demo demo-qemu test bench deps tree kernel base-kernel test-kernel initramfs export check-series check-patches \
 	reset-tree lint counts update-counts mutants update-mutants clean
 
 all: demo
@@ -59,6 +61,12 @@ demo: initramfs
 	@echo "#   kernel:  $(call rel,$(call lib,kernel_image test))"
 	@echo "#   series:  patches/ ($$(grep -c . patches/series || true) patches), applied in $(call rel,$(call lib,echo "$$TREE"))"
 	@echo "#   logs:    $(call rel,$(call lib,logs_dir test))/"
+
+demo-qemu: FLAVOURS = test
+demo-qemu: initramfs
+	@$(S)/run.py --accel $(ACCEL) qemu-kexec
+	@echo "# QEMU: $$(qemu-system-x86_64 --version | head -1)"
+	@echo "# logs: $(call rel,$(call lib,logs_dir test))/qemu-kexec-*"
 
 # The cross-version lanes kexec between the flavour's kernel and the
 # unpatched base (flavour "base", built once and put in every initramfs).
@@ -121,4 +129,5 @@ update-mutants:
 
 clean:
 	rm -rf $(build)/kernel-* $(build)/selftests $(build)/guest $(build)/initramfs-* $(build)/logs \
+		$(build)/qemu-files \
 		$(build)/results

@@ -2,7 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 # Make build/initramfs-<flavour>.cpio: busybox, the guest init, the kexec
 # helper, every binary of lanes.conf and bench.conf and the kernel itself
-# (for kexec). Written with the kernel's own usr/gen_init_cpio.
+# (for kexec). Written with the kernel's own usr/gen_init_cpio. Then the
+# extra parts that lanes name ("+<extra>" in lanes.conf), each in
+# build/initramfs-extra-<extra>.cpio, made by the function <extra>_entries
+# below; run.py appends one to the flavour's initramfs for those lanes.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -80,20 +83,66 @@ module_entries() {
 	done
 } > "$list.new"
 
-# Rebuild only when the list or a file in it changed.
-up_to_date() {
-	local f
-	[ -f "$cpio" ] && cmp -s "$list.new" "$list" || return 1
-	while read -r f; do
-		[ "$f" -nt "$cpio" ] && return 1
-	done < <(awk '$1 == "file" { print $3 }' "$list")
-	return 0
+# write_cpio <cpio>: write <cpio> from the list <cpio minus .cpio>.list.new,
+# only when the list or a file in it changed.
+write_cpio() {
+	local cpio=$1 list=${1%.cpio}.list
+	if [ -f "$cpio" ] && cmp -s "$list.new" "$list" && ! has_newer "$list" "$cpio"; then
+		rm -f "$list.new"
+		return 0
+	fi
+	mv "$list.new" "$list"
+	"$kout/usr/gen_init_cpio" "$list" > "$cpio.tmp"
+	mv "$cpio.tmp" "$cpio"
+	log "initramfs: $cpio ($(du -h "$cpio" | cut -f1))"
 }
-if up_to_date; then
-	rm -f "$list.new"
-	exit 0
-fi
-mv "$list.new" "$list"
-"$kout/usr/gen_init_cpio" "$list" > "$cpio.tmp"
-mv "$cpio.tmp" "$cpio"
-log "initramfs: $cpio ($(du -h "$cpio" | cut -f1))"
+
+# has_newer <list> <file>: a file that <list> packs is newer than <file>.
+has_newer() {
+	local f
+	while read -r f; do
+		[ "$f" -nt "$2" ] && return 0
+	done < <(awk '$1 == "file" { print $3 }' "$1")
+	return 1
+}
+write_cpio "$cpio"
+
+# The extra part "qemu" (lane qemu-kexec): Debian's qemu-system-x86_64 as
+# installed on this machine, the shared libraries it links (at the paths
+# ldd finds them, so that it runs unchanged), the firmware a "pc" machine
+# loads, and the inner guest image.
+qemu_entries() {
+	local qemu dirs f
+	qemu=$(command -v qemu-system-x86_64) || die "qemu-system-x86_64 not found (Debian: qemu-system-x86)"
+	make -s -f "$TOP/guest/Makefile" SRC="$TOP/guest" OUT="$BUILD/guest" \
+		"$BUILD/guest/inner-guest.elf"
+	{
+		echo /usr/bin/qemu-system-x86_64
+		ldd "$qemu" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
+		echo /usr/share/qemu-kexec/guest.elf
+		echo /usr/share/seabios/bios-256k.bin
+		for f in kvmvapic.bin linuxboot_dma.bin multiboot_dma.bin; do
+			echo "/usr/share/qemu/$f"
+		done
+	} > "$BUILD/qemu-files"
+	dirs=$(xargs -n1 dirname < "$BUILD/qemu-files" | sort -u |
+		awk '{ p = ""; n = split($0, a, "/"); for (i = 2; i <= n; i++) { p = p "/" a[i]; print p } }' |
+		awk '!seen[$0]++')
+	for f in $dirs; do
+		echo "dir $f 0755 0 0"
+	done
+	while read -r f; do
+		case $f in
+		/usr/share/qemu-kexec/guest.elf) echo "file $f $BUILD/guest/inner-guest.elf 0644 0 0" ;;
+		/usr/bin/*) echo "file $f $(readlink -f "$qemu") 0755 0 0" ;;
+		*) echo "file $f $(readlink -f "$f") 0755 0 0" ;;
+		esac
+	done < "$BUILD/qemu-files"
+}
+
+for extra in $(all_extras); do
+	declare -F "${extra}_entries" >/dev/null || die "lanes.conf: no initramfs part +$extra"
+	ecpio=$(extra_initramfs "$extra")
+	"${extra}_entries" > "${ecpio%.cpio}.list.new"
+	write_cpio "$ecpio"
+done

@@ -2,7 +2,12 @@
 # SPDX-License-Identifier: GPL-2.0
 """Read lanes.conf, the list of test lanes.
 
-Usage: lanes.py names | binaries [LANE...]
+Usage: lanes.py names | binaries | extras [LANE...]
+
+A lane is "name kind timeout [+extra...] binary...": a "+<extra>" word adds
+a part to that lane's initramfs (scripts/initramfs.sh builds it; run.py
+boots the flavour's initramfs with it appended), so that what one lane
+needs (QEMU and its libraries) does not grow the others' boots.
 """
 import os
 import sys
@@ -20,6 +25,7 @@ class Lane:
     kind: str
     timeout: int
     binaries: list
+    extras: list
 
 
 def binary(spec):
@@ -41,7 +47,11 @@ def load(path=CONF):
                 continue
             if len(words) < 4 or words[1] not in KINDS or not words[2].isdigit():
                 sys.exit(f'{path}:{n}: expected "lane kind timeout binary..."')
-            lanes[words[0]] = Lane(words[0], words[1], int(words[2]), words[3:])
+            extras = [w[1:] for w in words[3:] if w.startswith('+')]
+            binaries = [w for w in words[3:] if not w.startswith('+')]
+            if not binaries:
+                sys.exit(f'{path}:{n}: lane {words[0]} has no binary')
+            lanes[words[0]] = Lane(words[0], words[1], int(words[2]), binaries, extras)
     return lanes
 
 
@@ -54,11 +64,13 @@ def select(names):
 
 
 def main(argv):
-    if not argv or argv[0] not in ('names', 'binaries'):
+    if not argv or argv[0] not in ('names', 'binaries', 'extras'):
         sys.exit(__doc__)
     lanes = select(argv[1:])
     if argv[0] == 'names':
         print('\n'.join(lane.name for lane in lanes))
+    elif argv[0] == 'extras':
+        print('\n'.join(dict.fromkeys(e for lane in lanes for e in lane.extras)))
     else:
         seen = dict.fromkeys(binary(b) for lane in lanes for b in lane.binaries)
         print('\n'.join(seen))

@@ -27,6 +27,9 @@ HEADERS_FLAVOUR="test"
 kernel_dir() { echo "$BUILD/kernel-$1"; }
 kernel_image() { echo "$(kernel_dir "$1")/$KIMAGE"; }
 initramfs_of() { echo "$BUILD/initramfs-$1.cpio"; }
+# A part that a lane adds to its flavour's initramfs ("+<name>" in
+# lanes.conf), the same for every flavour.
+extra_initramfs() { echo "$BUILD/initramfs-extra-$1.cpio"; }
 logs_dir() { echo "$BUILD/logs/$1"; }
 HEADERS=$(kernel_dir "$HEADERS_FLAVOUR")/usr/include
 
@@ -52,6 +55,11 @@ all_binaries() {
 		LANES_CONF=${LANES_CONF:-lanes.conf} "$TOP/scripts/lanes.py" binaries
 		LANES_CONF=bench.conf "$TOP/scripts/lanes.py" binaries
 	} | awk '!seen[$0]++'
+}
+
+# Every extra initramfs part a lane of lanes.conf (or $LANES_CONF) names.
+all_extras() {
+	LANES_CONF=${LANES_CONF:-lanes.conf} "$TOP/scripts/lanes.py" extras
 }
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -128,7 +128,8 @@ def lane_conf(mutant, lanes):
         chosen.setdefault(lane.name, [])
         if entry not in chosen[lane.name]:
             chosen[lane.name].append(entry)
-    return [f'{name} {lanes[name].kind} {lanes[name].timeout} {" ".join(bins)}'
+    return [f'{name} {lanes[name].kind} {lanes[name].timeout} '
+            f'{"".join(f"+{e} " for e in lanes[name].extras)}{" ".join(bins)}'
             for name, bins in chosen.items()]
 
 
@@ -236,6 +237,12 @@ def prepare_build_dir():
     link = os.path.join(MDIR, 'kernel-base')
     if os.path.exists(base) and not os.path.lexists(link):
         os.symlink(paths.lib('kernel_dir base'), link)
+    # The extra initramfs parts of lanes (the same for every kernel).
+    for extra in dict.fromkeys(e for lane in lanes_conf.load().values() for e in lane.extras):
+        part = paths.extra_initramfs(extra)
+        link = os.path.join(MDIR, os.path.basename(part))
+        if os.path.exists(part) and not os.path.lexists(link):
+            os.symlink(part, link)
 
 
 def run_lanes(mutant, conf, log):

@@ -31,5 +31,9 @@ def initramfs_of(flavour):
     return lib('initramfs_of "$1"', flavour)
 
 
+def extra_initramfs(name):
+    return lib('extra_initramfs "$1"', name)
+
+
 def logs_dir(flavour):
     return lib('logs_dir "$1"', flavour)

@@ -321,6 +321,28 @@ def timeline(boot):
         print(f'# reboot request to guest memory verified: {verified[-1] - kexec:.2f} s')
 
 
+def blackout(boot):
+    """The phases of a live update's blackout, stamped with the host clock:
+    the binary's "# blackout: <event>" lines and, between the first and the
+    last of them, what the harness did (end of stage 1, kexec, next boot);
+    the total runs from the first event to the last."""
+    harness = {'HARNESS KEXEC-LOAD': 'stage 1 over: init loads the next kernel',
+               'HARNESS KEXEC': 'next kernel loaded: kexec',
+               'HARNESS BOOT': 'next kernel up: its init runs'}
+    marks = [(t, text[len('# blackout: '):]) for t, text in boot.lines
+             if text.startswith('# blackout: ')]
+    if len(marks) < 2:
+        return
+    events = sorted(marks + [(t, harness[k]) for t, text in boot.lines
+                             for k in harness if text.split(' kind=')[0] == k
+                             and marks[0][0] < t < marks[-1][0]])
+    print(f'# blackout of {boot.tag} (host clock, seconds since the previous event)')
+    for (t0, _), (t, what) in zip(events, events[1:]):
+        print(f'# blackout   {t - t0:7.3f}  {what}')
+    print(f'# blackout total {events[-1][0] - events[0][0]:.3f} s: '
+          f'{events[0][1]} -> {events[-1][1]}')
+
+
 def preflight(flavour, kernel, initrd, names):
     """Stop with the command that fixes it when something a boot needs is
     missing or stale; return the base's name."""
@@ -344,6 +366,27 @@ def preflight(flavour, kernel, initrd, names):
         return f.read().strip()
 
 
+def lane_initrd(initrd, lane):
+    """The initramfs a lane boots: the flavour's, with the lane's extra
+    parts appended (the kernel unpacks concatenated archives one after the
+    other), made again when a part is newer."""
+    if not lane.extras:
+        return initrd
+    parts = [initrd] + [paths.extra_initramfs(e) for e in lane.extras]
+    for p in parts[1:]:
+        if not os.path.exists(p):
+            die(f'{p} is missing: run `make initramfs` first')
+    out = re.sub(r'\.cpio$', '', initrd) + ''.join(f'+{e}' for e in lane.extras) + '.cpio'
+    if (not os.path.exists(out)
+            or any(os.path.getmtime(p) > os.path.getmtime(out) for p in parts)):
+        with open(out + '.tmp', 'wb') as f:
+            for p in parts:
+                with open(p, 'rb') as g:
+                    shutil.copyfileobj(g, f)
+        os.replace(out + '.tmp', out)
+    return out
+
+
 def run_flavour(flavour, names, show_timeline, dry_run):
     """Run the lanes on one kernel flavour; return its cases. A dry run
     prints the QEMU command line of every boot and runs nothing."""
@@ -362,7 +405,8 @@ def run_flavour(flavour, names, show_timeline, dry_run):
         for lane in lanes_conf.select(names):
             for tag, boot_kernel, params, _, _ in flavour_boots(lane, flavour, kernel):
                 console = os.path.join(logdir, f'{tag}.console.log')
-                print(shlex.join(qemu_cmd(boot_kernel, initrd, params, console, flavour)))
+                print(shlex.join(qemu_cmd(boot_kernel, lane_initrd(initrd, lane), params,
+                                          console, flavour)))
         return []
 
     all_cases, total_splats, started = [], 0, time.monotonic()
@@ -371,7 +415,8 @@ def run_flavour(flavour, names, show_timeline, dry_run):
         lane_start, lane_groups, lane_splats = time.monotonic(), [], 0
         print(f'# lane {lane.name} on {flavour} ({lane.kind}, {len(lane.binaries)} binaries)')
         for tag, boot_kernel, params, expect, timeout in flavour_boots(lane, flavour, kernel):
-            boot = run_qemu(tag, boot_kernel, initrd, params, timeout + 30, logdir, flavour)
+            boot = run_qemu(tag, boot_kernel, lane_initrd(initrd, lane), params, timeout + 30,
+                            logdir, flavour)
             groups, found = boot_cases(lane, boot, expect, timeout)
             cases = [c for _, group in groups for c in group]
             lane_splats += found
@@ -385,6 +430,7 @@ def run_flavour(flavour, names, show_timeline, dry_run):
                     print('\n'.join(f'#   {x}' for x in c.detail.split('\n')))
             if show_timeline:
                 timeline(boot)
+            blackout(boot)
             lane_groups += groups
         lane_cases = [c for _, group in lane_groups for c in group]
         ktap_lanes.append((lane.name, lane_groups))
