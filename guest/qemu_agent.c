@@ -241,8 +241,12 @@ static void start_qemu(int ram_fd, bool incoming)
 	if (!qemu_pid) {
 		int log = open(QEMU_LOG, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
-		if (log < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0 ||
-		    dup2(ram_fd, RAM_FD) < 0)
+		if (log < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0)
+			_exit(127);
+		/* The RAM memfd as RAM_FD, without close-on-exec. */
+		if (ram_fd != RAM_FD && dup2(ram_fd, RAM_FD) < 0)
+			_exit(127);
+		if (fcntl(RAM_FD, F_SETFD, 0))
 			_exit(127);
 		execv(QEMU, argv);
 		_exit(127);
@@ -473,10 +477,19 @@ static void stage1(int luo)
 	err = luo_ioctl(luo, LIVEUPDATE_IOCTL_CREATE_SESSION, &cs);
 	if (err)
 		die("create session: %s", strerror(-err));
+#ifdef QEMU_AGENT_THP
+	ksft_print_msg("before the preserve: Shmem %ld KiB, ShmemHugePages %ld KiB\n",
+		       meminfo_kib("Shmem"), meminfo_kib("ShmemHugePages"));
+#endif
 	t = now();
 	preserve(cs.fd, ram, TOKEN_RAM, "the RAM memfd");
 	ksft_test_result_pass("ram_preserved_while_running (%d MiB in %.3f s)\n",
 			      RAM_MIB, now() - t);
+#ifdef QEMU_AGENT_THP
+	/* The preserve allocates the pages the guest never touched. */
+	ksft_print_msg("after the preserve: Shmem %ld KiB, ShmemHugePages %ld KiB\n",
+		       meminfo_kib("Shmem"), meminfo_kib("ShmemHugePages"));
+#endif
 
 	current_case = "state_saved_without_ram";
 	blackout("vm stopping");
@@ -626,8 +639,8 @@ static void stage2(int luo)
 			ksft_print_msg("guest: %s\n", line + 8);
 			ksft_test_result(vid == rec.guest_id && round == rec.guest_round + TICK &&
 					 vround >= round,
-					 "qemu_guest_continued (id %08x, round %u before the stop, %u after, %u now)\n",
-					 vid, rec.guest_round, round, vround);
+					 "qemu_guest_continued (guest: \"%s\"; its reports: round %u before the stop, %u after)\n",
+					 line + 8, rec.guest_round, round);
 			break;
 		}
 	}

@@ -134,7 +134,7 @@ qemu_entries() {
 	while read -r f; do
 		case $f in
 		/usr/share/qemu-kexec/guest.elf) echo "file $f $BUILD/guest/inner-guest.elf 0644 0 0" ;;
-		/usr/bin/*) echo "file $f $(readlink -f "$qemu") 0755 0 0" ;;
+		/usr/bin/qemu-system-x86_64) echo "file $f $(readlink -f "$qemu") 0755 0 0" ;;
 		*) echo "file $f $(readlink -f "$f") 0755 0 0" ;;
 		esac
 	done < "$BUILD/qemu-files"

@@ -333,6 +333,7 @@ def blackout(boot):
              if text.startswith('# blackout: ')]
     if len(marks) < 2:
         return
+    # "HARNESS BOOT kind=... stage=2 ...": the words before " kind=".
     events = sorted(marks + [(t, harness[k]) for t, text in boot.lines
                              for k in harness if text.split(' kind=')[0] == k
                              and marks[0][0] < t < marks[-1][0]])
