@@ -49,9 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <linux/liveupdate.h>
-
-#include "kselftest.h"
+#include <libliveupdate.h>
 
 #ifdef QEMU_AGENT_THP
 #define SESSION		"qemu-kexec-thp"
@@ -391,17 +389,17 @@ static long meminfo_kib(const char *field)
 	return kib;
 }
 
-static int luo_ioctl(int fd, unsigned long cmd, void *arg)
+/* The agent's LUO files are not QEMU's: none of them crosses its exec. */
+static int cloexec(int fd)
 {
-	return ioctl(fd, cmd, arg) ? -errno : 0;
+	if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC))
+		die("fcntl: %s", strerror(errno));
+	return fd;
 }
 
 static void preserve(int session, int fd, uint64_t token, const char *what)
 {
-	struct liveupdate_session_preserve_fd arg = {
-		.size = sizeof(arg), .fd = fd, .token = token,
-	};
-	int err = luo_ioctl(session, LIVEUPDATE_SESSION_PRESERVE_FD, &arg);
+	int err = luo_session_preserve_fd(session, fd, token);
 
 	if (err)
 		die("preserve %s: %s", what, strerror(-err));
@@ -409,19 +407,16 @@ static void preserve(int session, int fd, uint64_t token, const char *what)
 
 static int retrieve(int session, uint64_t token, const char *what)
 {
-	struct liveupdate_session_retrieve_fd arg = {
-		.size = sizeof(arg), .token = token,
-	};
-	int err = luo_ioctl(session, LIVEUPDATE_SESSION_RETRIEVE_FD, &arg);
+	int fd = cloexec(luo_session_retrieve_fd(session, token));
 
-	if (err)
-		die("retrieve %s: %s", what, strerror(-err));
-	return arg.fd;
+	if (fd < 0)
+		die("retrieve %s: %s", what, strerror(-fd));
+	return fd;
 }
 
 static int open_luo(void)
 {
-	int fd = open("/dev/liveupdate", O_RDWR | O_CLOEXEC);
+	int fd = cloexec(luo_open_device());
 
 	if (fd < 0 && errno == ENOENT)
 		ksft_exit_skip("no /dev/liveupdate\n");
@@ -447,13 +442,10 @@ static void set_thp(void)
 
 static void stage1(int luo)
 {
-	struct liveupdate_ioctl_create_session cs = {
-		.size = sizeof(cs), .name = SESSION,
-	};
 	char events[8192] = "";
 	struct record rec = { .magic = RECORD_MAGIC };
 	uint32_t first;
-	int ram, state, record, err;
+	int ram, state, record, session;
 	double t;
 
 	ksft_set_plan(THP_CASES + 4);
@@ -474,15 +466,15 @@ static void stage1(int luo)
 
 	/* The RAM goes into the session while the guest runs: no blackout. */
 	current_case = "ram_preserved_while_running";
-	err = luo_ioctl(luo, LIVEUPDATE_IOCTL_CREATE_SESSION, &cs);
-	if (err)
-		die("create session: %s", strerror(-err));
+	session = cloexec(luo_create_session(luo, SESSION));
+	if (session < 0)
+		die("create session: %s", strerror(-session));
 #ifdef QEMU_AGENT_THP
 	ksft_print_msg("before the preserve: Shmem %ld KiB, ShmemHugePages %ld KiB\n",
 		       meminfo_kib("Shmem"), meminfo_kib("ShmemHugePages"));
 #endif
 	t = now();
-	preserve(cs.fd, ram, TOKEN_RAM, "the RAM memfd");
+	preserve(session, ram, TOKEN_RAM, "the RAM memfd");
 	ksft_test_result_pass("ram_preserved_while_running (%d MiB in %.3f s)\n",
 			      RAM_MIB, now() - t);
 #ifdef QEMU_AGENT_THP
@@ -524,8 +516,8 @@ static void stage1(int luo)
 	rec.huge_kib = meminfo_kib("ShmemHugePages");
 	if (pwrite(record, &rec, sizeof(rec), 0) != sizeof(rec))
 		die("write the record: %s", strerror(errno));
-	preserve(cs.fd, state, TOKEN_STATE, "the state memfd");
-	preserve(cs.fd, record, TOKEN_RECORD, "the agent's record");
+	preserve(session, state, TOKEN_STATE, "the state memfd");
+	preserve(session, record, TOKEN_RECORD, "the agent's record");
 	blackout("state preserved");
 	ksft_test_result_pass("state_preserved\n");
 #ifdef QEMU_AGENT_THP
@@ -536,45 +528,32 @@ static void stage1(int luo)
 
 	/* A child keeps the session (and the memfds) open for the kexec. */
 	current_case = NULL;
-	switch (fork()) {
-	case -1:
-		die("fork: %s", strerror(errno));
-	case 0:
-		setsid();
-		close(0);
-		close(1);
-		close(2);
-		for (;;)
-			pause();
-	}
-	ksft_finished();
+	if (ksft_get_fail_cnt())
+		ksft_exit_fail();	/* no kexec after a failed stage 1 */
+	daemonize_and_wait();
 }
 
 static void stage2(int luo)
 {
-	struct liveupdate_ioctl_retrieve_session rs = {
-		.size = sizeof(rs), .name = SESSION,
-	};
-	struct liveupdate_session_finish fin = { .size = sizeof(fin) };
 	char events[8192] = "", line[512];
 	struct record rec;
 	uint32_t id, round;
-	int ram, state, record, err;
+	int ram, state, record, session, err;
 	struct stat st;
 
 	ksft_set_plan(THP_CASES + 4);
 	set_thp();
 	current_case = "memfds_retrieved";
-	err = luo_ioctl(luo, LIVEUPDATE_IOCTL_RETRIEVE_SESSION, &rs);
-	if (err)
-		die("retrieve session %s: %s", SESSION, strerror(-err));
+	session = cloexec(luo_retrieve_session(luo, SESSION));
+	if (session < 0)
+		die("retrieve session %s: %s", SESSION, strerror(-session));
 	blackout("session retrieved");
-	record = retrieve(rs.fd, TOKEN_RECORD, "the agent's record");
+	record = retrieve(session, TOKEN_RECORD, "the agent's record");
 	if (pread(record, &rec, sizeof(rec), 0) != sizeof(rec) ||
 	    memcmp(rec.magic, RECORD_MAGIC, sizeof(rec.magic)))
 		die("the agent's record is not there");
-	state = retrieve(rs.fd, TOKEN_STATE, "the state memfd");
-	ram = retrieve(rs.fd, TOKEN_RAM, "the RAM memfd");
+	state = retrieve(session, TOKEN_STATE, "the state memfd");
+	ram = retrieve(session, TOKEN_RAM, "the RAM memfd");
 	blackout("memory retrieved");
 	if (fstat(ram, &st))
 		die("fstat: %s", strerror(errno));
@@ -613,7 +592,7 @@ static void stage2(int luo)
 
 	/* The VM runs: the memfds are the agent's, not LUO's, from now on. */
 	current_case = "session_finished";
-	err = luo_ioctl(rs.fd, LIVEUPDATE_SESSION_FINISH, &fin);
+	err = luo_session_finish(session);
 	ksft_test_result(!err, "session_finished%s%s\n", err ? ": " : "",
 			 err ? strerror(-err) : "");
 
