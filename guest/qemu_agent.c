@@ -51,6 +51,8 @@
 
 #include <libliveupdate.h>
 
+#include "vmm_common.h"
+
 #ifdef QEMU_AGENT_THP
 #define SESSION		"qemu-kexec-thp"
 #define THP_CASES	1
@@ -104,18 +106,6 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void blackout(const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("# blackout: ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-}
-
 static void show_qemu_log(void)
 {
 	char line[512];
@@ -132,17 +122,13 @@ static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt,
 {
 	va_list ap;
 
-	printf("# ");
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	say(fmt, ap);
 	va_end(ap);
-	printf("\n");
 	show_qemu_log();
 	if (qemu_pid > 0)
 		kill(qemu_pid, SIGKILL);
-	if (current_case)
-		ksft_test_result_fail("%s\n", current_case);
-	ksft_exit_fail();
+	exit_failed(current_case);
 }
 
 /*
@@ -265,23 +251,9 @@ static void start_qemu(int ram_fd, bool incoming)
  */
 static void qmp_cmd(const char *cmd, int fd, char *events, size_t events_size)
 {
-	char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { .iov_base = (void *)cmd, .iov_len = strlen(cmd) };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 	char line[4096];
 
-	if (fd >= 0) {
-		struct cmsghdr *cm;
-
-		msg.msg_control = ctl;
-		msg.msg_controllen = sizeof(ctl);
-		cm = CMSG_FIRSTHDR(&msg);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	}
-	if (sendmsg(qmp.fd, &msg, 0) != (ssize_t)iov.iov_len)
+	if (send_with_fd(qmp.fd, cmd, strlen(cmd), fd) != (ssize_t)strlen(cmd))
 		die("QMP send: %s", strerror(errno));
 	for (;;) {
 		if (!read_line(&qmp, line, sizeof(line)))
@@ -387,31 +359,6 @@ static long meminfo_kib(const char *field)
 			kib = strtol(line + len + 1, NULL, 10);
 	fclose(f);
 	return kib;
-}
-
-/* The agent's LUO files are not QEMU's: none of them crosses its exec. */
-static int cloexec(int fd)
-{
-	if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC))
-		die("fcntl: %s", strerror(errno));
-	return fd;
-}
-
-static void preserve(int session, int fd, uint64_t token, const char *what)
-{
-	int err = luo_session_preserve_fd(session, fd, token);
-
-	if (err)
-		die("preserve %s: %s", what, strerror(-err));
-}
-
-static int retrieve(int session, uint64_t token, const char *what)
-{
-	int fd = cloexec(luo_session_retrieve_fd(session, token));
-
-	if (fd < 0)
-		die("retrieve %s: %s", what, strerror(-fd));
-	return fd;
 }
 
 static int open_luo(void)

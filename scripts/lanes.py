@@ -4,10 +4,12 @@
 
 Usage: lanes.py names | binaries | extras [LANE...]
 
-A lane is "name kind timeout [+extra...] binary...": a "+<extra>" word adds
-a part to that lane's initramfs (scripts/initramfs.sh builds it; run.py
-boots the flavour's initramfs with it appended), so that what one lane
-needs (QEMU and its libraries) does not grow the others' boots.
+A lane is "name kind timeout [+extra...] [option=value...] binary...": a
+"+<extra>" word adds a part to that lane's initramfs (scripts/initramfs.sh
+builds it; run.py boots the flavour's initramfs with it appended), so that
+what one lane needs (QEMU and its libraries) does not grow the others'
+boots. Options (OPTIONS): tcg=single boots the lane's guests with one TCG
+thread for all vCPUs (see lanes.conf).
 """
 import os
 import sys
@@ -17,6 +19,7 @@ from paths import TOP
 # lanes.conf for the tests; bench.conf for `make bench` (LANES_CONF=...).
 CONF = os.path.join(TOP, os.environ.get('LANES_CONF', 'lanes.conf'))
 KINDS = ('single', 'kexec', 'xver-up', 'xver-down')
+OPTIONS = {'tcg': ('single',)}
 
 
 @dataclass
@@ -26,6 +29,7 @@ class Lane:
     timeout: int
     binaries: list
     extras: list
+    options: dict
 
 
 def binary(spec):
@@ -48,10 +52,17 @@ def load(path=CONF):
             if len(words) < 4 or words[1] not in KINDS or not words[2].isdigit():
                 sys.exit(f'{path}:{n}: expected "lane kind timeout binary..."')
             extras = [w[1:] for w in words[3:] if w.startswith('+')]
-            binaries = [w for w in words[3:] if not w.startswith('+')]
+            options = dict(w.split('=', 1) for w in words[3:]
+                           if '=' in w and '/' not in w)
+            binaries = [w for w in words[3:]
+                        if not w.startswith('+') and w.split('=', 1)[0] not in options]
+            for key, value in options.items():
+                if value not in OPTIONS.get(key, ()):
+                    sys.exit(f'{path}:{n}: unknown option {key}={value}')
             if not binaries:
                 sys.exit(f'{path}:{n}: lane {words[0]} has no binary')
-            lanes[words[0]] = Lane(words[0], words[1], int(words[2]), binaries, extras)
+            lanes[words[0]] = Lane(words[0], words[1], int(words[2]), binaries, extras,
+                                   options)
     return lanes
 
 

@@ -129,7 +129,8 @@ def lane_conf(mutant, lanes):
         if entry not in chosen[lane.name]:
             chosen[lane.name].append(entry)
     return [f'{name} {lanes[name].kind} {lanes[name].timeout} '
-            f'{"".join(f"+{e} " for e in lanes[name].extras)}{" ".join(bins)}'
+            f'{"".join(f"+{e} " for e in lanes[name].extras)}'
+            f'{"".join(f"{k}={v} " for k, v in lanes[name].options.items())}{" ".join(bins)}'
             for name, bins in chosen.items()]
 
 

@@ -98,13 +98,17 @@ def die(msg):
     sys.exit(f'error: {msg}')
 
 
-def qemu_cmd(kernel, initrd, params, console, flavour):
-    return QEMU + QEMU_EXTRA + ['-kernel', kernel, '-initrd', initrd,
+def qemu_cmd(kernel, initrd, params, console, flavour, lane=None):
+    qemu = QEMU
+    # tcg=single: one TCG thread for all vCPUs (lanes.conf says why).
+    if lane and lane.options.get('tcg') == 'single':
+        qemu = [('tcg,thread=single' if a == 'tcg' else a) for a in QEMU]
+    return qemu + QEMU_EXTRA + ['-kernel', kernel, '-initrd', initrd,
                                 '-append', f'{CMDLINE} {FLAVOUR_CMDLINE.get(flavour, "")} {params}',
                                 '-serial', f'file:{console}', '-serial', 'stdio']
 
 
-def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour):
+def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour, lane=None):
     """Boot once; return the timestamped test output and the console log."""
     console = os.path.join(logdir, f'{tag}.console.log')
     ktap = os.path.join(logdir, f'{tag}.ktap.log')
@@ -112,7 +116,7 @@ def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour):
     # A QEMU that fails early never opens the console: no old log shown as new.
     if os.path.exists(console):
         os.remove(console)
-    cmd = qemu_cmd(kernel, initrd, params, console, flavour)
+    cmd = qemu_cmd(kernel, initrd, params, console, flavour, lane)
     start = time.monotonic()
     lines, buf, timed_out = [], b'', False
     with open(ktap, 'w') as log, subprocess.Popen(
@@ -334,9 +338,10 @@ def blackout(boot):
     if len(marks) < 2:
         return
     # "HARNESS BOOT kind=... stage=2 ...": the words before " kind=".
+    # By time alone: lines stamped alike keep the order they came in.
     events = sorted(marks + [(t, harness[k]) for t, text in boot.lines
                              for k in harness if text.split(' kind=')[0] == k
-                             and marks[0][0] < t < marks[-1][0]])
+                             and marks[0][0] < t < marks[-1][0]], key=lambda e: e[0])
     print(f'# blackout of {boot.tag} (host clock, seconds since the previous event)')
     for (t0, _), (t, what) in zip(events, events[1:]):
         print(f'# blackout   {t - t0:7.3f}  {what}')
@@ -407,7 +412,7 @@ def run_flavour(flavour, names, show_timeline, dry_run):
             for tag, boot_kernel, params, _, _ in flavour_boots(lane, flavour, kernel):
                 console = os.path.join(logdir, f'{tag}.console.log')
                 print(shlex.join(qemu_cmd(boot_kernel, lane_initrd(initrd, lane), params,
-                                          console, flavour)))
+                                          console, flavour, lane)))
         return []
 
     all_cases, total_splats, started = [], 0, time.monotonic()
@@ -417,7 +422,7 @@ def run_flavour(flavour, names, show_timeline, dry_run):
         print(f'# lane {lane.name} on {flavour} ({lane.kind}, {len(lane.binaries)} binaries)')
         for tag, boot_kernel, params, expect, timeout in flavour_boots(lane, flavour, kernel):
             boot = run_qemu(tag, boot_kernel, lane_initrd(initrd, lane), params, timeout + 30,
-                            logdir, flavour)
+                            logdir, flavour, lane)
             groups, found = boot_cases(lane, boot, expect, timeout)
             cases = [c for _, group in groups for c in group]
             lane_splats += found

@@ -1,22 +1,40 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The inner guest of the qemu-kexec lane: a multiboot (v1) image that QEMU
- * boots with -kernel and that can tell whether its memory was disturbed.
+ * The inner guest of the qemu-kexec and demo lanes: a multiboot (v1)
+ * image that QEMU boots with -kernel, or that guest/gmem_vmm.c loads into
+ * guest_memfd, and that can tell whether its memory or its CPU state was
+ * disturbed.
  *
- * It keeps a buffer of BLOCKS pages whose every word is a function of the
- * word's index, of the round that last rewrote its page and of the boot's
- * identity. Round r rewrites page r % BLOCKS and checks the page that
- * round r + 1 will rewrite, which was written BLOCKS - 1 rounds ago: every
+ * It runs in 32-bit protected mode on tables of its own, in its memory: a
+ * GDT, an IDT whose every exception is reported as a failure, and a page
+ * directory and page tables that map the first 128 MiB onto themselves in
+ * 4 KiB pages. A VMM that loses one of them, or a segment or control
+ * register, makes it fault at once.
+ *
+ * Each CPU keeps a buffer of pages whose every word is a function of the
+ * word's index, of the round that last rewrote its page and of the CPU's
+ * boot identity. Round r rewrites page r % blocks and checks the page that
+ * round r + 1 will rewrite, which was written blocks - 1 rounds ago: every
  * page is checked once per pass over the buffer, against the round counter
  * alone. A page lost, zeroed, left stale or changed by anyone else shows
- * as a mismatch. The code and read-only data are checksummed at boot and
- * checked once per pass.
+ * as a mismatch. The code, the read-only data and the GDT are checksummed
+ * at boot and checked once per pass, as are the page tables; the IDT, the
+ * page directory and the control registers every POLL rounds.
  *
- * On the first serial port (polled, no interrupts):
+ * The boot CPU uses the first serial port (polled, no interrupts) and a
+ * 64 MiB buffer at 32 MiB. A second CPU, which a VMM may start at ap_start
+ * (found in vmm_info) in flat 32-bit protected mode, waits until the boot
+ * CPU has built the tables, loads them and uses the second serial port and
+ * a 16 MiB buffer at 96 MiB; it also serves probes: when the VMM writes an
+ * address in [112 MiB, 128 MiB) to probe_req, it writes that page (which
+ * the VMM left unallocated), reads it back and reports it.
+ *
  *   qguest: boot id=<id> buffer=<KiB> KiB           once, at boot
  *   qguest: id=<id> round=<r> ok                     every TICK rounds
+ *   qguest: id=<id> probe=<addr> round=<r> ok        a probe done
  *   qguest: verdict ok id=<id> round=<r> checked=<KiB> KiB
- *                       when a byte 'v' arrives: a full check, then this
+ *                       when a byte 'v' arrives: a full check (probed
+ *                       pages included), then this
  *   qguest: FAIL <what> id=<id> round=<r> ...        and it stops
  * A guest that was restarted instead of resumed has another id and starts
  * its rounds again from 0.
@@ -27,18 +45,53 @@ typedef unsigned int u32;
 typedef unsigned long long u64;
 
 #define COM1		0x3f8
+#define COM2		0x2f8
 #define PAGE_WORDS	1024
-#define BUF_START	0x2000000	/* 32 MiB, above the image and stack */
-#define BLOCKS		16384		/* 64 MiB */
+#define BSP_BUF		0x2000000	/* 32 MiB, above the image and stacks */
+#define BSP_BLOCKS	16384		/* 64 MiB */
+#define AP_BUF		0x6000000	/* 96 MiB */
+#define AP_BLOCKS	4096		/* 16 MiB */
+#define PROBE_START	0x7000000	/* 112 MiB: probes go to [112, 128) MiB */
+#define PROBE_END	0x8000000
+#define MAX_PROBES	16
 #define TICK		4096		/* rounds between two reports */
 #define POLL		64		/* rounds between two serial polls */
+#define VMM_INFO_MAGIC	0x494d4d56	/* "VMMI" */
+#define STACK_SIZE	16384
 
-/* Multiboot v1 header: magic, flags (none: QEMU loads the ELF), checksum. */
+struct cpu {
+	u16 port;
+	u32 id;
+	volatile u32 *buf;
+	u32 blocks;
+	u32 nr_probes;
+	u32 probe_addr[MAX_PROBES];
+	u32 probe_val[MAX_PROBES];
+};
+
+static struct cpu bsp = { .port = COM1, .buf = (volatile u32 *)BSP_BUF, .blocks = BSP_BLOCKS };
+static struct cpu ap = { .port = COM2, .buf = (volatile u32 *)AP_BUF, .blocks = AP_BLOCKS };
+
+extern u8 stack[STACK_SIZE], ap_stack[STACK_SIZE];
+u8 stack[STACK_SIZE] __attribute__((aligned(16)));
+u8 ap_stack[STACK_SIZE] __attribute__((aligned(16)));
+
+/* Written by the VMM (a guest physical address), cleared by the AP. */
+static volatile u32 probe_req;
+/* Set by the boot CPU once the tables below are built. */
+static volatile u32 ap_go;
+
+extern const u8 ap_start[], isr_stubs[];
+
+/*
+ * Multiboot v1 header (magic, flags: none, QEMU loads the ELF; checksum),
+ * then what a VMM that starts the second CPU itself needs to know.
+ */
 __attribute__((section(".multiboot"), used, aligned(4)))
-static const u32 multiboot_header[3] = { 0x1badb002, 0, -(0x1badb002u) };
-
-extern u8 stack[16384];
-u8 stack[16384] __attribute__((aligned(16)));
+static const u32 multiboot_header[6] = {
+	0x1badb002, 0, -(0x1badb002u),
+	VMM_INFO_MAGIC, (u32)ap_start, (u32)&probe_req,
+};
 
 asm(".text\n"
     ".globl _start\n"
@@ -47,7 +100,46 @@ asm(".text\n"
     "	call main\n"
     "1:	cli\n"
     "	hlt\n"
-    "	jmp 1b\n");
+    "	jmp 1b\n"
+    ".globl ap_start\n"
+    "ap_start:\n"
+    "	mov $ap_stack + 16384, %esp\n"
+    "	call ap_main\n"
+    "	jmp 1b\n"
+    /* One 16-byte stub per exception vector: push the vector, report. */
+    ".balign 16\n"
+    ".globl isr_stubs\n"
+    "isr_stubs:\n"
+    ".irp v,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31\n"
+    "	.balign 16\n"
+    "	push $\\v\n"
+    "	jmp isr_common\n"
+    ".endr\n"
+    "isr_common:\n"
+    "	call exception\n");
+
+/* Accessed bits set: loading a segment must not write to read-only data. */
+static const u64 gdt[3] = {
+	0,
+	0x00cf9b000000ffffull,	/* 0x08: code, flat, 32-bit */
+	0x00cf93000000ffffull,	/* 0x10: data, flat */
+};
+
+static const struct {
+	u16 limit;
+	u32 base;
+} __attribute__((packed)) gdtr = { sizeof(gdt) - 1, (u32)gdt };
+
+static u64 idt[32];
+static struct {
+	u16 limit;
+	u32 base;
+} __attribute__((packed)) idtr;
+
+#define MAPPED_MIB	128
+#define NR_PT		(MAPPED_MIB / 4)
+static u32 page_dir[1024] __attribute__((aligned(4096)));
+static u32 page_tables[NR_PT][1024] __attribute__((aligned(4096)));
 
 extern const u8 _text_start[], _rodata_end[];
 
@@ -78,16 +170,16 @@ static inline u64 rdtsc(void)
  * is slow), and the agent must see every report to check that the rounds
  * go on without a gap across the update.
  */
-static void puts(const char *s)
+static void puts(struct cpu *c, const char *s)
 {
 	while (*s) {
-		while (!(inb(COM1 + 5) & 0x40))
+		while (!(inb(c->port + 5) & 0x40))
 			;
-		outb(COM1, *s++);
+		outb(c->port, *s++);
 	}
 }
 
-static void putx(u32 v)
+static void putx(struct cpu *c, u32 v)
 {
 	char buf[9];
 	int i;
@@ -95,10 +187,10 @@ static void putx(u32 v)
 	for (i = 7; i >= 0; i--, v >>= 4)
 		buf[i] = "0123456789abcdef"[v & 15];
 	buf[8] = 0;
-	puts(buf);
+	puts(c, buf);
 }
 
-static void putu(u32 v)
+static void putu(struct cpu *c, u32 v)
 {
 	char buf[11];
 	int i = 10;
@@ -108,15 +200,12 @@ static void putu(u32 v)
 		buf[--i] = '0' + v % 10;
 		v /= 10;
 	} while (v);
-	puts(buf + i);
+	puts(c, buf + i);
 }
 
-static u32 id;
-static volatile u32 *const buf = (volatile u32 *)BUF_START;
-
-static inline u32 word(u32 index, u32 round)
+static inline u32 word(struct cpu *c, u32 index, u32 round)
 {
-	u32 x = index * 0x9e3779b1u ^ round * 0x85ebca77u ^ id;
+	u32 x = index * 0x9e3779b1u ^ round * 0x85ebca77u ^ c->id;
 
 	x ^= x >> 15;
 	x *= 0x2c1b3c6du;
@@ -124,44 +213,55 @@ static inline u32 word(u32 index, u32 round)
 	return x;
 }
 
-static void write_page(u32 round)
+static void write_page(struct cpu *c, u32 round)
 {
-	u32 first = (round % BLOCKS) * PAGE_WORDS, i;
+	u32 first = (round % c->blocks) * PAGE_WORDS, i;
 
 	for (i = 0; i < PAGE_WORDS; i++)
-		buf[first + i] = word(first + i, round);
+		c->buf[first + i] = word(c, first + i, round);
 }
 
-static void fail(const char *what, u32 round, u32 index, u32 got, u32 want)
+static void __attribute__((noreturn)) fail(struct cpu *c, const char *what, u32 round,
+					   u32 index, u32 got, u32 want)
 {
-	puts("qguest: FAIL ");
-	puts(what);
-	puts(" id=");
-	putx(id);
-	puts(" round=");
-	putu(round);
-	puts(" word=");
-	putx(index);
-	puts(" got=");
-	putx(got);
-	puts(" want=");
-	putx(want);
-	puts("\n");
+	puts(c, "qguest: FAIL ");
+	puts(c, what);
+	puts(c, " id=");
+	putx(c, c->id);
+	puts(c, " round=");
+	putu(c, round);
+	puts(c, " word=");
+	putx(c, index);
+	puts(c, " got=");
+	putx(c, got);
+	puts(c, " want=");
+	putx(c, want);
+	puts(c, "\n");
 	for (;;)
 		asm volatile("cli; hlt");
 }
 
-/* Check page @block as it must be after round @round. */
-static void check_page(u32 block, u32 round)
+/* Any exception: report the vector and the two words it pushed first. */
+void __attribute__((noreturn, used)) exception(u32 vector, u32 w1, u32 w2);
+void exception(u32 vector, u32 w1, u32 w2)
 {
-	u32 last = round - (round - block) % BLOCKS;
+	u8 *sp = __builtin_frame_address(0);
+	struct cpu *c = sp >= ap_stack && sp < ap_stack + STACK_SIZE ? &ap : &bsp;
+
+	fail(c, "exception", 0, vector, w1, w2);
+}
+
+/* Check page @block of @c as it must be after round @round. */
+static void check_page(struct cpu *c, u32 block, u32 round)
+{
+	u32 last = round - (round - block) % c->blocks;
 	u32 first = block * PAGE_WORDS, i;
 
 	for (i = 0; i < PAGE_WORDS; i++) {
-		u32 want = word(first + i, last);
+		u32 want = word(c, first + i, last);
 
-		if (buf[first + i] != want)
-			fail("memory", round, first + i, buf[first + i], want);
+		if (c->buf[first + i] != want)
+			fail(c, "memory", round, first + i, c->buf[first + i], want);
 	}
 }
 
@@ -175,46 +275,181 @@ static u32 text_sum(void)
 	return sum;
 }
 
+/* 32-bit interrupt gate, present, ring 0, selector 0x08 */
+static u64 idt_entry(u32 v)
+{
+	u32 stub = (u32)isr_stubs + 16 * v;
+
+	return (stub & 0xffff) | 0x08u << 16 | (u64)0x8e00 << 32 | (u64)(stub >> 16) << 48;
+}
+
+/* Present, writable; the CPU sets accessed (0x20) and dirty (0x40). */
+static u32 pde(u32 v)
+{
+	return v < NR_PT ? (u32)page_tables[v] | 0x03 : 0;
+}
+
+static u32 pte(u32 v)
+{
+	return v << 12 | 0x03;
+}
+
+static void build_tables(void)
+{
+	u32 v;
+
+	for (v = 0; v < 32; v++)
+		idt[v] = idt_entry(v);
+	idtr.limit = sizeof(idt) - 1;
+	idtr.base = (u32)idt;
+	for (v = 0; v < 1024; v++)
+		page_dir[v] = pde(v);
+	for (v = 0; v < NR_PT * 1024; v++)
+		page_tables[v / 1024][v % 1024] = pte(v);
+}
+
+/* The tables and control registers are still as load_tables() left them. */
+static void check_tables(struct cpu *c, u32 round)
+{
+	u32 v, cr0, cr3;
+
+	for (v = 0; v < 32; v++)
+		if (idt[v] != idt_entry(v))
+			fail(c, "idt", round, v, (u32)idt[v], (u32)idt_entry(v));
+	for (v = 0; v < 1024; v++)
+		if ((page_dir[v] & ~0x60u) != pde(v))
+			fail(c, "page directory", round, v, page_dir[v], pde(v));
+	asm volatile("mov %%cr0, %0; mov %%cr3, %1" : "=r"(cr0), "=r"(cr3));
+	if ((cr0 & 0x80000001u) != 0x80000001u || cr3 != (u32)page_dir)
+		fail(c, "control registers", round, 0, cr0, cr3);
+}
+
+/* Every page table entry: once per pass over the buffer. */
+static void check_page_tables(struct cpu *c, u32 round)
+{
+	u32 v;
+
+	for (v = 0; v < NR_PT * 1024; v++)
+		if ((page_tables[v / 1024][v % 1024] & ~0x60u) != pte(v))
+			fail(c, "page table", round, v, page_tables[v / 1024][v % 1024], pte(v));
+}
+
+/* Load the GDT, the IDT and the page directory; turn paging on. */
+static void load_tables(void)
+{
+	u32 r;
+
+	asm volatile("lgdt %1\n\t"
+		     "ljmp $0x08, $1f\n"
+		     "1:\tmov $0x10, %0\n\t"
+		     "mov %0, %%ds\n\t"
+		     "mov %0, %%es\n\t"
+		     "mov %0, %%fs\n\t"
+		     "mov %0, %%gs\n\t"
+		     "mov %0, %%ss\n\t"
+		     "lidt %2\n\t"
+		     "mov %3, %%cr3\n\t"
+		     "mov %%cr0, %0\n\t"
+		     "or $0x80000000, %0\n\t"	/* PG */
+		     "mov %0, %%cr0"
+		     : "=&r"(r) : "m"(gdtr), "m"(idtr), "r"(page_dir) : "memory");
+}
+
+static void report(struct cpu *c, u32 round)
+{
+	puts(c, "qguest: id=");
+	putx(c, c->id);
+	puts(c, " round=");
+	putu(c, round);
+	puts(c, " ok\n");
+}
+
+/* The AP: write the page the VMM asked for, read it back, report it. */
+static void probe(struct cpu *c, u32 round)
+{
+	u32 addr = probe_req;
+	u32 val = c->id ^ round;
+
+	if (addr < PROBE_START || addr >= PROBE_END || addr % 4096 || c->nr_probes == MAX_PROBES)
+		fail(c, "probe", round, addr, c->nr_probes, 0);
+	*(volatile u32 *)addr = val;
+	if (*(volatile u32 *)addr != val)
+		fail(c, "probe", round, addr, *(volatile u32 *)addr, val);
+	c->probe_addr[c->nr_probes] = addr;
+	c->probe_val[c->nr_probes++] = val;
+	probe_req = 0;
+	puts(c, "qguest: id=");
+	putx(c, c->id);
+	puts(c, " probe=");
+	putx(c, addr);
+	puts(c, " round=");
+	putu(c, round);
+	puts(c, " ok\n");
+}
+
+static void __attribute__((noreturn)) run(struct cpu *c)
+{
+	u32 round, block, code_sum, i;
+
+	c->id = (u32)rdtsc() * 0x9e3779b1u | 1;
+	code_sum = text_sum();
+	puts(c, "qguest: boot id=");
+	putx(c, c->id);
+	puts(c, " buffer=");
+	putu(c, c->blocks * 4);
+	puts(c, " KiB\n");
+
+	for (round = 0; round < c->blocks; round++)
+		write_page(c, round);
+
+	for (round = c->blocks;; round++) {
+		write_page(c, round);
+		check_page(c, (round + 1) % c->blocks, round);
+		if (round % c->blocks == 0 && text_sum() != code_sum)
+			fail(c, "code", round, 0, text_sum(), code_sum);
+		if (round % c->blocks == 0)
+			check_page_tables(c, round);
+		if (round % TICK == 0)
+			report(c, round);
+		if (round % POLL)
+			continue;
+		check_tables(c, round);
+		if (c == &ap && probe_req)
+			probe(c, round);
+		if ((inb(c->port + 5) & 1) && inb(c->port) == 'v') {
+			for (block = 0; block < c->blocks; block++)
+				check_page(c, block, round);
+			if (text_sum() != code_sum)
+				fail(c, "code", round, 0, text_sum(), code_sum);
+			for (i = 0; i < c->nr_probes; i++)
+				if (*(volatile u32 *)c->probe_addr[i] != c->probe_val[i])
+					fail(c, "probed page", round, c->probe_addr[i],
+					     *(volatile u32 *)c->probe_addr[i], c->probe_val[i]);
+			puts(c, "qguest: verdict ok id=");
+			putx(c, c->id);
+			puts(c, " round=");
+			putu(c, round);
+			puts(c, " checked=");
+			putu(c, c->blocks * 4 + c->nr_probes * 4);
+			puts(c, " KiB\n");
+		}
+	}
+}
+
 void main(void);
 void main(void)
 {
-	u32 round, block, code_sum;
+	build_tables();
+	load_tables();
+	ap_go = 1;
+	run(&bsp);
+}
 
-	id = (u32)rdtsc() * 0x9e3779b1u | 1;
-	code_sum = text_sum();
-	puts("qguest: boot id=");
-	putx(id);
-	puts(" buffer=");
-	putu(BLOCKS * 4);
-	puts(" KiB\n");
-
-	for (round = 0; round < BLOCKS; round++)
-		write_page(round);
-
-	for (round = BLOCKS;; round++) {
-		write_page(round);
-		check_page((round + 1) % BLOCKS, round);
-		if (round % BLOCKS == 0 && text_sum() != code_sum)
-			fail("code", round, 0, text_sum(), code_sum);
-		if (round % TICK == 0) {
-			puts("qguest: id=");
-			putx(id);
-			puts(" round=");
-			putu(round);
-			puts(" ok\n");
-		}
-		if (round % POLL == 0 && (inb(COM1 + 5) & 1) && inb(COM1) == 'v') {
-			for (block = 0; block < BLOCKS; block++)
-				check_page(block, round);
-			if (text_sum() != code_sum)
-				fail("code", round, 0, text_sum(), code_sum);
-			puts("qguest: verdict ok id=");
-			putx(id);
-			puts(" round=");
-			putu(round);
-			puts(" checked=");
-			putu(BLOCKS * 4);
-			puts(" KiB\n");
-		}
-	}
+void ap_main(void);
+void ap_main(void)
+{
+	while (!ap_go)
+		asm volatile("pause");
+	load_tables();
+	run(&ap);
 }
