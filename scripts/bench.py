@@ -5,7 +5,8 @@
 Usage: bench.py [LANE]    (default: luo-bench)
 
 Reads build/logs/<flavour>/<lane>.ktap.log of the base and the patched
-(test) kernel, and takes from it two forms of line that the benchmark
+(test) kernel (for a kexec lane, <lane>-<binary>.ktap.log of each of its
+binaries), and takes from it three forms of line that the benchmark
 binaries print:
 
   # BENCH <phase> n=<N> total_ns=<T> per_file_ns=<P>
@@ -25,9 +26,18 @@ binaries print:
       chart of the phases of that unit, both kernels, patched/base above
       each pair; other units (ratio) are in the table only.
 
+  # BENCH <phase> mib=<M> ns=<T>
+      A size sweep: the cost of <phase> with M MiB of memory (the retrieve
+      of a memfd of that size; the next kernel's boot with it preserved:
+      retrieve_bench). Table: one row per phase and M; then one row per
+      phase and kernel with the least-squares line through its points: ns
+      per GiB, ns at 0, and what that predicts for 1 TiB. Plot:
+      build/bench/<lane>-per-gib.png, ms against GiB, phases and kernels.
+
 Writes the tables to build/bench/<lane>.md and prints them. BUILD=<dir> in
 the environment reads and writes <dir> instead of build/.
 """
+import glob
 import math
 import os
 import re
@@ -40,6 +50,7 @@ from paths import BUILD, logs_dir  # noqa: E402
 # sets them); results of another pair than the default go to their own
 # directory, build/bench-<patched flavour>.
 FLAVOURS = tuple(os.environ.get('BENCH_FLAVOURS', 'base,test').split(','))
+SIZED = re.compile(r'# BENCH (\S+) mib=(\d+) ns=(\d+)\s*$')
 SWEEP = re.compile(r'# BENCH (\S+) n=(\d+) total_ns=(\d+) per_file_ns=(\d+)\s*$')
 FIGURE = re.compile(r'# BENCH (\S+) (\w+)=([0-9.]+) unit=(\S+)((?: \w+=[0-9.]+)*)\s*$')
 # unit: (plot name, y axis label, log scale)
@@ -54,30 +65,42 @@ def number(text):
     return float(text) if '.' in text else int(text)
 
 
+def lines_of(paths):
+    for path in paths:
+        with open(path) as f:
+            yield from f
+
+
 def read(flavour, lane):
-    """({(phase, n): per-file ns}, {phase: figure}) from one kernel's log.
+    """({(phase, n): per-file ns}, {phase: figure}, {(phase, MiB): ns}) from
+    one kernel's logs of the lane.
 
     A figure is a dict: metric, value, unit and the optional keys.
     """
     path = os.path.join(logs_dir(flavour), f'{lane}.ktap.log')
-    sweeps, figures = {}, {}
-    with open(path) as f:
-        for line in f:
-            m = SWEEP.search(line)
-            if m:
-                sweeps[(m.group(1), int(m.group(2)))] = int(m.group(4))
-                continue
-            m = FIGURE.search(line)
-            if m:
-                figure = {'metric': m.group(2), 'value': number(m.group(3)),
-                          'unit': m.group(4)}
-                for kv in m.group(5).split():
-                    key, value = kv.split('=', 1)
-                    figure[key] = number(value)
-                figures[m.group(1)] = figure
-    if not sweeps and not figures:
+    paths = [path] if os.path.exists(path) else sorted(
+        glob.glob(os.path.join(logs_dir(flavour), f'{lane}-*.ktap.log')))
+    sweeps, figures, sized = {}, {}, {}
+    for line in lines_of(paths):
+        m = SIZED.search(line)
+        if m:
+            sized[(m.group(1), int(m.group(2)))] = int(m.group(3))
+            continue
+        m = SWEEP.search(line)
+        if m:
+            sweeps[(m.group(1), int(m.group(2)))] = int(m.group(4))
+            continue
+        m = FIGURE.search(line)
+        if m:
+            figure = {'metric': m.group(2), 'value': number(m.group(3)),
+                      'unit': m.group(4)}
+            for kv in m.group(5).split():
+                key, value = kv.split('=', 1)
+                figure[key] = number(value)
+            figures[m.group(1)] = figure
+    if not sweeps and not figures and not sized:
         sys.exit(f'{path}: no BENCH lines')
-    return sweeps, figures
+    return sweeps, figures, sized
 
 
 def gnuplot(script):
@@ -185,14 +208,74 @@ def figure_table(lane, base, test, outdir):
     return lines
 
 
+def fit(points):
+    """Least-squares line through [(MiB, ns)]: (ns per GiB, ns at 0)."""
+    n = len(points)
+    xs = [m / 1024 for m, _ in points]
+    ys = [v for _, v in points]
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0
+    return slope, my - slope * mx
+
+
+def plot_sized(lane, series, out):
+    """ms against GiB: one line per phase and kernel."""
+    plots = []
+    for i, (title, points) in enumerate(series):
+        data = f'{out}.{i}.dat'
+        with open(data, 'w') as f:
+            for m, v in points:
+                f.write(f'{m / 1024} {v / 1e6}\n')
+        plots.append(f"'{data}' using 1:2 with linespoints title '{title}'")
+    gnuplot(f'''
+set terminal pngcairo size 900,560
+set output '{out}'
+set title '{lane}: cost against preserved memory ({KERNELS})'
+set xlabel 'GiB preserved'
+set ylabel 'ms (guest instructions / 10^6)'
+set yrange [0:*]
+set key top left noenhanced
+set grid
+plot {", ".join(plots)}
+''')
+
+
+def sized_table(lane, base, test, outdir):
+    lines = ['| phase | MiB | base ns | patched ns | patched/base |',
+             '|---|---:|---:|---:|---:|']
+    phases = list(dict.fromkeys(p for p, _ in list(test) + list(base)))
+    for phase in phases:
+        for mib in sorted({m for p, m in list(base) + list(test) if p == phase}):
+            b, t = base.get((phase, mib)), test.get((phase, mib))
+            ratio = f'{t / b:.3f}' if b and t is not None else 'n/a'
+            lines.append(f'| {phase} | {mib} | {cell(b)} | {cell(t)} | {ratio} |')
+    lines += ['', '| phase | kernel | ns per GiB | ns at 0 | 1 TiB predicted |',
+              '|---|---|---:|---:|---:|']
+    series = []
+    for phase in phases:
+        for name, figures in (('base 7.3.4', base), ('patched', test)):
+            points = sorted((m, v) for (p, m), v in figures.items() if p == phase)
+            if len(points) < 2:
+                continue
+            slope, at0 = fit(points)
+            lines.append(f'| {phase} | {name} | {slope:.0f} | {at0:.0f} '
+                         f'| {(at0 + 1024 * slope) / 1e9:.1f} s |')
+            series.append((f'{phase}, {name}', points))
+    plot_sized(lane, series, os.path.join(outdir, f'{lane}-per-gib.png'))
+    return lines
+
+
 def main():
     lane = sys.argv[1] if len(sys.argv) > 1 else 'luo-bench'
     outdir = os.path.join(BUILD, 'bench' if FLAVOURS == ('base', 'test')
                           else f'bench-{FLAVOURS[1]}')
     os.makedirs(outdir, exist_ok=True)
-    (base_sweeps, base_figures), (test_sweeps, test_figures) = (
+    (base_sweeps, base_figures, base_sized), (test_sweeps, test_figures, test_sized) = (
         read(f, lane) for f in FLAVOURS)
     tables = []
+    if base_sized or test_sized:
+        tables.append(sized_table(lane, base_sized, test_sized, outdir))
     if base_sweeps or test_sweeps:
         tables.append(sweep_table(lane, base_sweeps, test_sweeps, outdir))
     if base_figures or test_figures:
