@@ -3,7 +3,12 @@
  * gmem_vmm: a VMM whose guests keep running across a kexec, their memory
  * in guest_memfd, their vCPUs paused mid-instruction in one kernel and
  * resumed in the next; and the live-update agent that hands it its LUO
- * sessions. Raw KVM ioctls, no library: every step a VMM takes is here.
+ * sessions. Raw KVM ioctls (the LUO selftest library for the sessions):
+ * every step a VMM takes is here. Not the KVM selftest library's
+ * vcpu_save_state() and vcpu_load_state(): its struct kvm_vm cannot be
+ * built around a retrieved VM whose memory is already a running guest's
+ * (creating it puts its own memslot 0 at guest physical 0 and loads the
+ * test's ELF there), and its guests are 64-bit code of this binary.
  *
  * Two processes, as on a host: the agent owns /dev/liveupdate, creates or
  * retrieves a session when the VMM asks, and passes the session file to
@@ -206,6 +211,8 @@ static void agent_reply(int sock, int status, int fd)
 static void __attribute__((noreturn)) agent(int sock)
 {
 	int luo = luo_open_device(), session = -1, err;
+	/* Why /dev/liveupdate did not open: the answer to every command. */
+	int open_err = luo < 0 ? errno : 0;
 	char cmd[64];
 	ssize_t n;
 
@@ -215,7 +222,7 @@ static void __attribute__((noreturn)) agent(int sock)
 			exit(0);
 		cmd[n] = 0;
 		if (luo < 0) {
-			agent_reply(sock, errno, -1);
+			agent_reply(sock, open_err, -1);
 			continue;
 		}
 		if (!strncmp(cmd, "create ", 7) || !strncmp(cmd, "retrieve ", 9)) {
