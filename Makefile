@@ -13,9 +13,13 @@
 #   make check-series fail unless patches/ and the tree agree
 #   make check-patches checkpatch --strict, and every commit builds (W=1)
 #   make reset-tree   drop the tree's commits and apply patches/ again
-#   make lint         shellcheck and python checks of the harness
+#   make lint         shellcheck and python checks of the harness, and
+#                     run.py's verdicts on made-up boots (scripts/test_run.py)
 #   make counts       counts of the last results; README.md's that disagree
 #   make update-counts rewrite README.md's marked counts from the results
+#   make soak         run lanes RUNS times (default 10), with LOAD=cpu=N,mem=SIZE
+#                     under a background load on the host, and table each
+#                     case's pass rate (build/soak/<date>/table.md)
 #   make mutants      break the kernel on purpose, one mutant of mutants.conf
 #                     at a time (MUTANTS=<file>: another list), and check that
 #                     a test kills each; results in build/mutants.tsv
@@ -37,7 +41,7 @@ LANES ?=
 ACCEL ?= tcg
 
 .NOTPARALLEL:
-.PHONY: all demo demo-qemu test bench deps tree kernel base-kernel test-kernel initramfs export check-series check-patches \
+.PHONY: all demo demo-qemu test soak bench deps tree kernel base-kernel test-kernel initramfs export check-series check-patches \
 	reset-tree lint counts update-counts mutants update-mutants clean
 
 all: demo
@@ -77,6 +81,15 @@ test: base-kernel initramfs
 	@$(S)/tree.sh check
 	@$(S)/run.py --accel $(ACCEL) --flavour $(FLAVOURS) $(LANES)
 
+# Flake hunting (scripts/soak.py): LANES (default: all) on FLAVOURS, RUNS
+# times; LOAD=cpu=N,mem=SIZE spins N processes and keeps SIZE of memory
+# busy on the host meanwhile (stopped at the end, or after 4 hours).
+RUNS ?= 10
+LOAD ?=
+soak: base-kernel initramfs
+	@$(S)/soak.py --runs $(RUNS) --flavour $(FLAVOURS) --accel $(ACCEL) \
+		$(if $(LOAD),--load $(LOAD)) $(LANES)
+
 # The same benchmark binary on the unpatched base and on the patched kernel,
 # in one run, with QEMU's instruction-counting clock. BENCH_CONFIG=prod
 # compares the two with configs/prod.config (no lock debugging) instead;
@@ -109,6 +122,7 @@ reset-tree:
 lint:
 	shellcheck -x $(S)/*.sh guest/init .ci/run
 	python3 -m py_compile $(S)/*.py
+	python3 $(S)/test_run.py
 
 # The README's counts are of test and debug, whatever FLAVOURS says.
 counts:

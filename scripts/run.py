@@ -4,11 +4,18 @@
 
 Usage: run.py [--flavour F] [--timeline] [--accel tcg|kvm] [--dry-run] [LANE...]
 
-Every boot has two serial ports: ttyS0 is the kernel console (kept in
-build/logs/), ttyS1 carries the tests' output only, read here line by line
-and stamped with the host's clock. A boot that hangs is killed at the lane's
-timeout; a boot that does not reach its end, or whose console shows a splat,
-fails its lane. Results go to build/results/<flavour>.{json,tsv}.
+Every boot has a serial port, ttyS0, for the kernel console (kept in
+build/logs/), and a virtio-serial port, "harness.results", that carries the
+tests' output and guest/init's markers only, read here line by line and
+stamped with the host's clock. That port has flow control: QEMU holds what
+it cannot pass on, and the guest's writers wait, while this reader is
+behind; and before a kexec or a poweroff the guest waits until this reader
+has confirmed its last marker ("SYNC"). So no line is dropped however busy
+the host is. The markers are numbered across the kexec, so a marker that
+was lost all the same is reported as lost, not as a test that did not
+finish. A boot that hangs is killed at the lane's timeout; a boot
+that does not reach its end, or whose console shows a splat, fails its
+lane. Results go to build/results/<flavour>.{json,tsv}.
 """
 import argparse
 import json
@@ -58,6 +65,16 @@ SPLAT = re.compile(r'WARNING:|BUG:|Oops|general protection fault|Kernel panic'
 # Lockdep announces itself at boot; that line is not a report.
 SPLAT_OK = re.compile(r'RCU lockdep checking is enabled|Lock dependency validator')
 
+# The results channel: a virtio-serial port on QEMU's stdout. (The 16550 of
+# the second serial port that carried the results before drops a byte that
+# its chardev refuses four times in a row: under host load whole lines were
+# lost on their way out, a stage 1's end marker among them.)
+RESULTS_CHANNEL = ['-chardev', 'stdio,id=results,signal=off', '-device', 'virtio-serial-pci',
+                   '-device', 'virtserialport,chardev=results,name=harness.results']
+# guest/init's markers: "HARNESS[<n>] <what>", n counting every marker of
+# the boot, stage 2 going on from stage 1's last.
+MARKER = re.compile(r'^HARNESS\[(\d+)\] (.*)$')
+
 KTAP_RESULT = re.compile(r'^(not ok|ok) (\d+) ([^#]*?)\s*(?:#\s*(SKIP|TODO|XFAIL)\b\s*(.*))?$')
 KTAP_PLAN = re.compile(r'^1\.\.(\d+)$')
 
@@ -86,12 +103,14 @@ class Segment:
 @dataclass
 class Boot:
     tag: str
-    lines: list        # (time, text) of ttyS1
+    lines: list        # (time, text) of the results channel, markers
+                       # as "HARNESS <what>"
     console: str       # path of the console log
     timed_out: bool
     done: bool
     qemu_rc: int       # QEMU's exit status
     qemu_log: str      # path of QEMU's own stderr
+    markers: list = field(default_factory=list)   # (n, time, "HARNESS <what>")
 
 
 def die(msg):
@@ -105,7 +124,7 @@ def qemu_cmd(kernel, initrd, params, console, flavour, lane=None):
         qemu = [('tcg,thread=single' if a == 'tcg' else a) for a in QEMU]
     return qemu + QEMU_EXTRA + ['-kernel', kernel, '-initrd', initrd,
                                 '-append', f'{CMDLINE} {FLAVOUR_CMDLINE.get(flavour, "")} {params}',
-                                '-serial', f'file:{console}', '-serial', 'stdio']
+                                '-serial', f'file:{console}'] + RESULTS_CHANNEL
 
 
 def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour, lane=None):
@@ -118,9 +137,12 @@ def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour, lane=None):
         os.remove(console)
     cmd = qemu_cmd(kernel, initrd, params, console, flavour, lane)
     start = time.monotonic()
-    lines, buf, timed_out = [], b'', False
+    lines, markers, buf, timed_out = [], [], b'', False
+    # QEMU's stdin is the host's side of the results port towards the
+    # guest: the answers to SYNC go there. It stays open until the end (at
+    # its end of file, QEMU would tell the guest that the host has left).
     with open(ktap, 'w') as log, subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=open(qemu_log, 'w')) as qemu:
         fd = qemu.stdout.fileno()
         while True:
@@ -140,11 +162,75 @@ def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour, lane=None):
             now = time.monotonic() - start
             for raw in complete:
                 text = raw.decode(errors='replace').rstrip('\r')
-                lines.append((now, text))
                 log.write(f'[{now:8.3f}] {text}\n')
+                m = MARKER.match(text)
+                if m:
+                    text = f'HARNESS {m.group(2)}'
+                    markers.append((int(m.group(1)), now, text))
+                    if text == 'HARNESS SYNC':
+                        try:
+                            qemu.stdin.write(f'SYNC {m.group(1)}\n'.encode())
+                            qemu.stdin.flush()
+                        except BrokenPipeError:
+                            pass    # QEMU has gone: its exit is reported
+                lines.append((now, text))
         qemu.wait()
     done = any(text == 'HARNESS DONE' for _, text in lines)
-    return Boot(tag, lines, console, timed_out, done, qemu.returncode, qemu_log)
+    return Boot(tag, lines, console, timed_out, done, qemu.returncode, qemu_log, markers)
+
+
+def lost_markers(boot):
+    """The markers that the guest wrote and that did not arrive, as
+    (first n, last n, the marker that came next); a number that goes back
+    is a marker out of order, (n, n, that marker)."""
+    lost, last = [], 0
+    for n, _, text in boot.markers:
+        if n > last + 1:
+            lost.append((last + 1, n - 1, text))
+        elif n <= last:
+            lost.append((n, n, f'{text} (out of order)'))
+        last = max(last, n)
+    return lost
+
+
+def lost_text(lost):
+    return '; '.join(f'marker{"s" if a != b else ""} #{a}{f"-#{b}" if a != b else ""} '
+                     f'lost before "{text}"' for a, b, text in lost)
+
+
+def unfinished(boot, seg, timeout):
+    """Why a binary run has no end marker: what the rest of the boot shows."""
+    begin = next((n for n, t, text in boot.markers if t == seg.start
+                  and text.startswith(f'HARNESS BEGIN {seg.binary}')), 0)
+    later = [(n, text) for n, _, text in boot.markers if n > begin]
+    lost = [x for x in lost_markers(boot) if x[0] > begin]
+    if lost:
+        return ('its end marker did not arrive, later ones did: results channel lost '
+                + lost_text(lost))
+    if later:
+        return f'no end marker, yet the guest went on: "{later[0][1]}"'
+    if boot.timed_out:
+        return f'did not finish: the guest was killed at the boot\'s timeout ({timeout} s)'
+    if not boot.done:
+        return 'did not finish: the guest stopped while it ran (panic or crash? see the console)'
+    return 'did not finish'
+
+
+def never_ran(boot, binary, stage):
+    """Why a binary run expected in this boot has no begin marker."""
+    said = [text for _, text in boot.lines if text.startswith('HARNESS ')]
+    if stage == 2:
+        if not any(x.startswith('HARNESS KEXEC-LOAD') for x in said):
+            return 'never ran: stage 1 did not ask for the kexec'
+        if 'HARNESS KEXEC' not in said:
+            return 'never ran: the next kernel was not loaded (kexec load failed)'
+        if not any(x.startswith('HARNESS BOOT') and 'stage=2' in x for x in said):
+            return ('never ran: the next kernel did not reach its init (kexec or its boot '
+                    'failed, see the console)')
+    if not boot.lines:
+        return 'never ran: nothing came out of the results channel (see the console)'
+    return f'never ran (binary {binary}, stage {stage})'
+
 
 
 def segments(boot, stage):
@@ -165,7 +251,7 @@ def segments(boot, stage):
     return segs
 
 
-def segment_cases(lane, seg, label):
+def segment_cases(lane, seg, label, why_unfinished='did not finish'):
     """The test cases of one binary run: its KTAP results, or its exit status."""
     suite = seg.binary.split('/')[-1]
     cases, plan, last = [], None, seg.start
@@ -187,8 +273,7 @@ def segment_cases(lane, seg, label):
         # The binary was killed in the guest: one failure, the lane goes on.
         cases.append(Case(lane, suite, label, 'fail', round(end - seg.start, 3), timeout))
     elif seg.rc is None:
-        cases.append(Case(lane, suite, label, 'fail', round(end - last, 3),
-                          'did not finish (guest died or timed out)'))
+        cases.append(Case(lane, suite, label, 'fail', round(end - last, 3), why_unfinished))
     elif not cases:
         result = {0: 'ok', 4: 'skip'}.get(seg.rc, 'fail')
         said = [x for _, x in seg.lines if x.strip()][-3:]
@@ -231,20 +316,26 @@ def boot_cases(lane, boot, expect, timeout):
         stage_name = f' stage {stage}' if lane.kind != 'single' else ''
         label = binary.split('/')[-1] + stage_name
         if seg:
-            cases = segment_cases(lane.name, seg, label)
+            cases = segment_cases(lane.name, seg, label,
+                                  unfinished(boot, seg, timeout) if seg.rc is None else '')
         elif stage1_skipped:
             # guest/init does not kexec after a stage 1 that skipped.
             cases = [Case(lane.name, binary.split('/')[-1], label, 'skip', 0.0,
                           'stage 1 skipped')]
         else:
             cases = [Case(lane.name, binary.split('/')[-1], label, 'fail', 0.0,
-                          'never ran' + (' (kexec failed?)' if stage == 2 else ''))]
+                          never_ran(boot, binary, stage))]
         groups.append((binary + stage_name, cases))
         if seg and lane.kind != 'single':
             stage1_skipped = seg.rc == 4
             if seg.rc not in (0, 4):
                 break   # stage 2 cannot run after a failed stage 1
     problems = []
+    lost = lost_markers(boot)
+    if lost:
+        problems.append('results channel: ' + lost_text(lost))
+    if not boot.lines:
+        problems.append('no output on the results channel')
     if boot.timed_out:
         problems.append(f'timed out after {timeout} s')
     elif boot.qemu_rc:
