@@ -14,7 +14,9 @@ JOBS=${JOBS:-$(nproc)}
 # The base that build/linux was made from (base.sh, tree.sh).
 BASE_USED=$BUILD/base-version
 SELFTESTS=$BUILD/selftests
-RESULTS=$BUILD/results
+RESULTS=${RESULTS:-$BUILD/results}
+# The boots' logs, one directory per flavour (make soak keeps each run's apart).
+LOGS=${LOGS:-$BUILD/logs}
 # A kernel's image, in its build directory.
 KIMAGE=arch/x86/boot/bzImage
 
@@ -30,7 +32,7 @@ initramfs_of() { echo "$BUILD/initramfs-$1.cpio"; }
 # A part that a lane adds to its flavour's initramfs ("+<name>" in
 # lanes.conf), the same for every flavour.
 extra_initramfs() { echo "$BUILD/initramfs-extra-$1.cpio"; }
-logs_dir() { echo "$BUILD/logs/$1"; }
+logs_dir() { echo "$LOGS/$1"; }
 HEADERS=$(kernel_dir "$HEADERS_FLAVOUR")/usr/include
 
 # The pinned base: Debian's linux-source-7.3 binary package.

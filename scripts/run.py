@@ -18,14 +18,17 @@ that does not reach its end, or whose console shows a splat, fails its
 lane. Results go to build/results/<flavour>.{json,tsv}.
 """
 import argparse
+import bisect
 import json
 import os
 import re
 import select
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field, asdict
 
@@ -111,33 +114,109 @@ class Boot:
     qemu_rc: int       # QEMU's exit status
     qemu_log: str      # path of QEMU's own stderr
     markers: list = field(default_factory=list)   # (n, time, "HARNESS <what>")
+    hang: list = field(default_factory=list)      # where the vCPUs of a hung guest were
 
 
 def die(msg):
     sys.exit(f'error: {msg}')
 
 
-def qemu_cmd(kernel, initrd, params, console, flavour, lane=None):
+def qemu_cmd(kernel, initrd, params, console, flavour, lane=None, monitor=None):
     qemu = QEMU
     # tcg=single: one TCG thread for all vCPUs (lanes.conf says why).
     if lane and lane.options.get('tcg') == 'single':
         qemu = [('tcg,thread=single' if a == 'tcg' else a) for a in QEMU]
     return qemu + QEMU_EXTRA + ['-kernel', kernel, '-initrd', initrd,
                                 '-append', f'{CMDLINE} {FLAVOUR_CMDLINE.get(flavour, "")} {params}',
-                                '-serial', f'file:{console}'] + RESULTS_CHANNEL
+                                '-serial', f'file:{console}'] + RESULTS_CHANNEL + (
+                                    ['-monitor', f'unix:{monitor},server=on,wait=off']
+                                    if monitor else [])
 
 
-def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour, lane=None):
-    """Boot once; return the timestamped test output and the console log."""
+def hmp(sock, command, wait=5.0):
+    """One command on QEMU's human monitor; its answer, up to the prompt."""
+    sock.sendall(command.encode() + b'\n')
+    out, end = b'', time.monotonic() + wait
+    while not out.rstrip().endswith(b'(qemu)') and time.monotonic() < end:
+        sock.settimeout(max(end - time.monotonic(), 0.01))
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        out += chunk
+    text = out.decode(errors='replace').replace('\r', '')
+    # The monitor echoes the command line with terminal escapes: drop it.
+    return '\n'.join(ln for ln in text.split('\n')[1:] if not ln.startswith('(qemu)'))
+
+
+class Symbols:
+    """A kernel's System.map (the test kernels have no KASLR)."""
+    def __init__(self, kernel):
+        self.addrs, self.names = [], []
+        path = os.path.join(os.path.dirname(kernel), '..', '..', '..', 'System.map')
+        try:
+            with open(path) as f:
+                for ln in f:
+                    a, kind, name = ln.split()[:3]
+                    if kind in 'tTwW':
+                        self.addrs.append(int(a, 16))
+                        self.names.append(name)
+        except (FileNotFoundError, ValueError):
+            pass
+
+    def name(self, addr):
+        i = bisect.bisect_right(self.addrs, addr) - 1
+        if i < 0 or addr - self.addrs[i] > 0x10000:
+            return None
+        return f'{self.names[i]}+{addr - self.addrs[i]:#x}'
+
+
+def hang_dump(monitor, out, kernel):
+    """Where each vCPU of a hung guest is: its registers and the kernel
+    text addresses on its stack, named from the kernel's System.map,
+    written to `out`; one line per vCPU returned."""
+    syms, summary = Symbols(kernel), []
+    try:
+        with socket.socket(socket.AF_UNIX) as sock, open(out, 'w') as f:
+            sock.connect(monitor)
+            hmp(sock, '')       # the banner
+            hmp(sock, 'stop')
+            for cpu in range(int(QEMU[QEMU.index('-smp') + 1])):
+                hmp(sock, f'cpu {cpu}')
+                regs = hmp(sock, 'info registers')
+                rip = re.search(r'RIP=([0-9a-f]+)', regs)
+                rsp = re.search(r'RSP=([0-9a-f]+)', regs)
+                stack = hmp(sock, f'x/96gx 0x{rsp.group(1)}') if rsp else ''
+                at = syms.name(int(rip.group(1), 16)) if rip else None
+                calls = [n for n in (syms.name(int(w, 16)) for w in
+                                     re.findall(r'\b0x(ffffffff[0-9a-f]{8})\b', stack)) if n]
+                f.write(f'== cpu {cpu}: {at or "?"}\n{regs}\nstack (text addresses): '
+                        f'{" ".join(calls)}\n{stack}\n')
+                summary.append(f'cpu {cpu} at {at or (rip.group(1) if rip else "?")}; '
+                               f'on its stack: {" < ".join(dict.fromkeys(calls[:12]))}')
+    except OSError as e:
+        summary.append(f'no register dump: {e}')
+    return summary
+
+
+def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour, lane=None, kernels=None):
+    """Boot once; return the timestamped test output and the console log.
+    A guest that hangs is stopped and its vCPUs' registers and stacks are
+    written to <tag>.hang.log (kernels: the kernel booted, and the one
+    kexec'd into, for the names of their addresses)."""
     console = os.path.join(logdir, f'{tag}.console.log')
     ktap = os.path.join(logdir, f'{tag}.ktap.log')
     qemu_log = os.path.join(logdir, f'{tag}.qemu.log')
     # A QEMU that fails early never opens the console: no old log shown as new.
     if os.path.exists(console):
         os.remove(console)
-    cmd = qemu_cmd(kernel, initrd, params, console, flavour, lane)
+    mondir = tempfile.mkdtemp(prefix='luo-qemu-')
+    monitor = os.path.join(mondir, 'monitor')
+    cmd = qemu_cmd(kernel, initrd, params, console, flavour, lane, monitor)
     start = time.monotonic()
-    lines, markers, buf, timed_out = [], [], b'', False
+    lines, markers, buf, timed_out, hang = [], [], b'', False, []
     # QEMU's stdin is the host's side of the results port towards the
     # guest: the answers to SYNC go there. It stays open until the end (at
     # its end of file, QEMU would tell the guest that the host has left).
@@ -149,6 +228,9 @@ def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour, lane=None):
             left = start + timeout - time.monotonic()
             if left <= 0:
                 timed_out = True
+                kexecd = any(text == 'HARNESS KEXEC' for _, text in lines)
+                hang = hang_dump(monitor, os.path.join(logdir, f'{tag}.hang.log'),
+                                 (kernels or (kernel, kernel))[1 if kexecd else 0])
                 qemu.kill()
                 break
             ready, _, _ = select.select([fd], [], [], left)
@@ -175,8 +257,9 @@ def run_qemu(tag, kernel, initrd, params, timeout, logdir, flavour, lane=None):
                             pass    # QEMU has gone: its exit is reported
                 lines.append((now, text))
         qemu.wait()
+    shutil.rmtree(mondir, ignore_errors=True)
     done = any(text == 'HARNESS DONE' for _, text in lines)
-    return Boot(tag, lines, console, timed_out, done, qemu.returncode, qemu_log, markers)
+    return Boot(tag, lines, console, timed_out, done, qemu.returncode, qemu_log, markers, hang)
 
 
 def lost_markers(boot):
@@ -337,7 +420,7 @@ def boot_cases(lane, boot, expect, timeout):
     if not boot.lines:
         problems.append('no output on the results channel')
     if boot.timed_out:
-        problems.append(f'timed out after {timeout} s')
+        problems.append(f'timed out after {timeout} s' + ''.join(f'; {x}' for x in boot.hang))
     elif boot.qemu_rc:
         problems.append(f'QEMU exited with status {boot.qemu_rc} (its log: {boot.qemu_log})')
     elif not boot.done:
@@ -512,8 +595,10 @@ def run_flavour(flavour, names, show_timeline, dry_run):
         lane_start, lane_groups, lane_splats = time.monotonic(), [], 0
         print(f'# lane {lane.name} on {flavour} ({lane.kind}, {len(lane.binaries)} binaries)')
         for tag, boot_kernel, params, expect, timeout in flavour_boots(lane, flavour, kernel):
+            # The kernel of a kexec's second stage: the base for xver-down.
+            after = BASE_KERNEL if lane.kind == 'xver-down' else kernel
             boot = run_qemu(tag, boot_kernel, lane_initrd(initrd, lane), params, timeout + 30,
-                            logdir, flavour, lane)
+                            logdir, flavour, lane, (boot_kernel, after))
             groups, found = boot_cases(lane, boot, expect, timeout)
             cases = [c for _, group in groups for c in group]
             lane_splats += found

@@ -3,16 +3,20 @@
 """Run lanes again and again, optionally under a background load on the
 host, and table each case's pass rate: flake hunting as a command.
 
-Usage: soak.py [--runs N] [--flavour F,...] [--load cpu=N,mem=SIZE]
+Usage: soak.py [--runs N] [--flavour F,...] [--load cpu=N,mem=SIZE,stall=S]
                [--load-seconds S] [--accel tcg|kvm] [LANE...]
 
-Each run is one `run.py --flavour F LANE...`; its output, results and (when
-something failed) its logs are kept in build/soak/<date>/run-<i>/. The
+Each run is one `run.py --flavour F LANE...`; its output, results and logs
+are kept in build/soak/<date>/run-<i>/ (RESULTS and LOGS point there), so a
+soak does not touch build/results and build/logs, and can run beside a
+make test. The
 load, when asked for, is started before the first run and stopped after the
 last one, or after --load-seconds, whichever comes first; a load process
 also stops when this script dies. cpu=N: N processes that spin; mem=SIZE
 (e.g. 4G): one process that keeps SIZE of memory and writes a byte of every
-page of it, over and over. The table (pass rate per case, failures first)
+page of it, over and over; stall=S: the reader of the guest's results
+(run.py) is stopped for S seconds every 2 to 6 seconds (SIGSTOP, SIGCONT),
+as a host too busy to read would stop it, while QEMU and the guest run on. The table (pass rate per case, failures first)
 is printed and written to build/soak/<date>/table.md (per lane: the runs
 in which every case passed; then each case that failed at least once),
 every case's counts to cases.tsv, the detail of every failure to
@@ -21,9 +25,12 @@ failures.txt.
 import argparse
 import json
 import os
-import shutil
+import random
+import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 
@@ -48,8 +55,10 @@ def parse_load(spec):
             load['cpu'] = int(value)
         elif key == 'mem':
             load['mem'] = size(value)
+        elif key == 'stall':
+            load['stall'] = float(value)
         else:
-            sys.exit(f'error: unknown load {item!r} (have: cpu=N, mem=SIZE)')
+            sys.exit(f'error: unknown load {item!r} (have: cpu=N, mem=SIZE, stall=S)')
     return load
 
 
@@ -90,76 +99,44 @@ def stop_load(pids):
             pass
 
 
+def stall_reader(proc, seconds, seed):
+    """Stop and continue the process now and then until it exits."""
+    rng = random.Random(seed)
+    while proc.poll() is None:
+        time.sleep(rng.uniform(2, 6))
+        try:
+            os.kill(proc.pid, signal.SIGSTOP)
+            time.sleep(seconds)
+        except ProcessLookupError:
+            return
+        finally:
+            try:
+                os.kill(proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
+def case_name(name):
+    """A case's name without the figures some add in parentheses."""
+    return re.sub(r' \(.*$', '', name)
+
+
 def result_names(flavours, lanes):
     """run.py's results files of a run of these lanes (its naming)."""
     return [(f, '-'.join([f] + sorted(lanes))) for f in flavours]
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--runs', type=int, default=10)
-    ap.add_argument('--flavour', default=paths.TEST_FLAVOURS)
-    ap.add_argument('--load', default='', help='cpu=N,mem=SIZE (default: no load)')
-    ap.add_argument('--load-seconds', type=int, default=4 * 3600,
-                    help='stop the load after that long at most (default 4 h)')
-    ap.add_argument('--accel', default=os.environ.get('ACCEL', 'tcg'))
-    ap.add_argument('lanes', nargs='*')
-    args = ap.parse_args()
-    load = parse_load(args.load)
-    flavours = args.flavour.split(',')
-    out = os.path.join(paths.BUILD, 'soak', time.strftime('%Y%m%d-%H%M%S'))
-    os.makedirs(out)
-    print(f'# soak: {args.runs} runs of {" ".join(args.lanes) or "every lane"} on '
-          f'{",".join(flavours)}, load: {args.load or "none"}; in {out}', flush=True)
-    # (flavour, lane, suite, case) -> {result: count}, in the order first seen
-    tally = defaultdict(lambda: defaultdict(int))
-    failures = []
-    lane_failed_runs = defaultdict(set)     # (flavour, lane) -> runs with a failure
-    pids = start_load(load, args.load_seconds) if load else []
-    started = time.monotonic()
-    try:
-        for i in range(1, args.runs + 1):
-            rundir = os.path.join(out, f'run-{i}')
-            os.makedirs(rundir)
-            t0 = time.monotonic()
-            with open(os.path.join(rundir, 'run.log'), 'w') as log:
-                rc = subprocess.run([os.path.join(paths.TOP, 'scripts', 'run.py'),
-                                     '--accel', args.accel, '--flavour', args.flavour,
-                                     *args.lanes], stdout=log, stderr=subprocess.STDOUT).returncode
-            failed = 0
-            for flavour, name in result_names(flavours, args.lanes):
-                res = os.path.join(paths.RESULTS, f'{name}.json')
-                if not os.path.exists(res) or os.path.getmtime(res) < t0:
-                    tally[(flavour, '(run)', 'run.py', 'results written')]['fail'] += 1
-                    lane_failed_runs[(flavour, '(run)')].add(i)
-                    failures.append(f'run {i} {flavour}: no results (run.py exit {rc})')
-                    failed += 1
-                    continue
-                shutil.copy(res, rundir)
-                with open(res) as f:
-                    cases = json.load(f)['cases']
-                for c in cases:
-                    tally[(flavour, c['lane'], c['suite'], c['case'])][c['result']] += 1
-                    if c['result'] == 'fail':
-                        failed += 1
-                        lane_failed_runs[(flavour, c['lane'])].add(i)
-                        failures.append(f'run {i} {flavour}/{c["lane"]}: {c["suite"]}: '
-                                        f'{c["case"]}\n' + ''.join(
-                                            f'    {x}\n' for x in c['detail'].split('\n')))
-                if any(c['result'] == 'fail' for c in cases):
-                    shutil.copytree(paths.logs_dir(flavour), os.path.join(rundir, f'logs-{flavour}'))
-            print(f'# run {i}/{args.runs}: {"ok" if not failed else f"{failed} failed"}, '
-                  f'{time.monotonic() - t0:.0f} s', flush=True)
-    finally:
-        stop_load(pids)
+def write_table(out, tally, lane_failed_runs, failures, runs):
+    """The table of the runs so far, in table.md; the counts in cases.tsv;
+    the failures in failures.txt. Return the rows and the table."""
     rows = sorted(tally.items(), key=lambda kv: -kv[1]['fail'])
     table = ['| lane | flavour | runs with every case passed | cases per run | '
              'cases that failed at least once |', '|---|---|---|---|---|']
     for flavour, lane in dict.fromkeys((k[0], k[1]) for k in tally):
         lane_rows = [(k, r) for k, r in tally.items() if k[:2] == (flavour, lane)]
-        clean = args.runs - len({run for run in lane_failed_runs[(flavour, lane)]})
-        bad = [f'{k[3]} ({r["fail"]}/{args.runs})' for k, r in lane_rows if r['fail']]
-        table.append(f'| {lane} | {flavour} | {clean}/{args.runs} | {len(lane_rows)} | '
+        clean = runs - len({run for run in lane_failed_runs[(flavour, lane)]})
+        bad = [f'{k[3]} ({r["fail"]}/{runs})' for k, r in lane_rows if r['fail']]
+        table.append(f'| {lane} | {flavour} | {clean}/{runs} | {len(lane_rows)} | '
                      f'{", ".join(bad) or "none"} |')
     table += ['', '| flavour | lane | suite | case | passed | failed | skipped |',
               '|---|---|---|---|---|---|---|']
@@ -173,9 +150,86 @@ def main():
             f.write(f'{fl}\t{lane}\t{suite}\t{case}\t{r["ok"]}\t{r["fail"]}\t{r["skip"]}\n')
     with open(os.path.join(out, 'failures.txt'), 'w') as f:
         f.write('\n'.join(failures))
+    return rows, table
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--runs', type=int, default=10)
+    ap.add_argument('--flavour', default=paths.TEST_FLAVOURS)
+    ap.add_argument('--load', default='', help='cpu=N,mem=SIZE (default: no load)')
+    ap.add_argument('--load-seconds', type=int, default=4 * 3600,
+                    help='stop the load after that long at most (default 4 h)')
+    ap.add_argument('--accel', default=os.environ.get('ACCEL', 'tcg'))
+    ap.add_argument('--load-only', action='store_true',
+                    help='only the load (cpu, mem), until --load-seconds or killed: '
+                    'e.g. beside a make test')
+    ap.add_argument('lanes', nargs='*')
+    args = ap.parse_args()
+    load = parse_load(args.load)
+    if args.load_only:
+        pids = start_load(load, args.load_seconds)
+        try:
+            for pid in pids:
+                os.waitpid(pid, 0)
+        finally:
+            stop_load(pids)
+        return 0
+    flavours = args.flavour.split(',')
+    out = os.path.join(paths.BUILD, 'soak', time.strftime('%Y%m%d-%H%M%S'))
+    os.makedirs(out)
+    print(f'# soak: {args.runs} runs of {" ".join(args.lanes) or "every lane"} on '
+          f'{",".join(flavours)}, load: {args.load or "none"}; in {out}', flush=True)
+    # (flavour, lane, suite, case) -> {result: count}, in the order first seen
+    tally = defaultdict(lambda: defaultdict(int))
+    failures = []
+    lane_failed_runs = defaultdict(set)     # (flavour, lane) -> runs with a failure
+    pids = start_load(load, args.load_seconds)
+    started, i = time.monotonic(), 0
+    try:
+        for i in range(1, args.runs + 1):
+            rundir = os.path.join(out, f'run-{i}')
+            os.makedirs(rundir)
+            t0, t0_wall = time.monotonic(), time.time()
+            with open(os.path.join(rundir, 'run.log'), 'w') as log:
+                env = dict(os.environ, RESULTS=os.path.join(rundir, 'results'),
+                           LOGS=os.path.join(rundir, 'logs'))
+                proc = subprocess.Popen([os.path.join(paths.TOP, 'scripts', 'run.py'),
+                                         '--accel', args.accel, '--flavour', args.flavour,
+                                         *args.lanes], stdout=log, stderr=subprocess.STDOUT,
+                                        env=env)
+                if 'stall' in load:
+                    threading.Thread(target=stall_reader, args=(proc, load['stall'], i),
+                                     daemon=True).start()
+                rc = proc.wait()
+            failed = 0
+            for flavour, name in result_names(flavours, args.lanes):
+                res = os.path.join(rundir, 'results', f'{name}.json')
+                if not os.path.exists(res) or os.path.getmtime(res) < t0_wall:
+                    tally[(flavour, '(run)', 'run.py', 'results written')]['fail'] += 1
+                    lane_failed_runs[(flavour, '(run)')].add(i)
+                    failures.append(f'run {i} {flavour}: no results (run.py exit {rc})')
+                    failed += 1
+                    continue
+                with open(res) as f:
+                    cases = json.load(f)['cases']
+                for c in cases:
+                    tally[(flavour, c['lane'], c['suite'], case_name(c['case']))][c['result']] += 1
+                    if c['result'] == 'fail':
+                        failed += 1
+                        lane_failed_runs[(flavour, c['lane'])].add(i)
+                        failures.append(f'run {i} {flavour}/{c["lane"]}: {c["suite"]}: '
+                                        f'{c["case"]}\n' + ''.join(
+                                            f'    {x}\n' for x in c['detail'].split('\n')))
+            write_table(out, tally, lane_failed_runs, failures, i)
+            print(f'# run {i}/{args.runs}: {"ok" if not failed else f"{failed} failed"}, '
+                  f'run.py exit {rc}, {time.monotonic() - t0:.0f} s', flush=True)
+    finally:
+        stop_load(pids)
+    rows, table = write_table(out, tally, lane_failed_runs, failures, i)
     flaky = [k for k, r in rows if r['fail']]
     print('\n'.join(table))
-    print(f'# soak: {args.runs} runs, {time.monotonic() - started:.0f} s, load: '
+    print(f'# soak: {i} runs, {time.monotonic() - started:.0f} s, load: '
           f'{args.load or "none"}; {len(tally)} cases, {len(flaky)} with a failure; '
           f'{out}/failures.txt')
     return 1 if flaky else 0
