@@ -46,7 +46,17 @@ ACCELS = {'tcg': ['-accel', 'tcg', '-cpu', 'max'], 'kvm': ['-accel', 'kvm', '-cp
 ICOUNT = ['-icount', 'shift=0,sleep=off']
 # More QEMU options from the environment, e.g. QEMU_EXTRA='-d guest_errors'.
 QEMU_EXTRA = os.environ.get('QEMU_EXTRA', '').split()
-CMDLINE = 'console=ttyS0 panic=-1 liveupdate=on retain_initrd'
+# tsc=nowatchdog: 7.3's clocksource watchdog can deadlock a boot under
+# load, base kernel and series alike. Its timer callback on CPU 0 checks
+# the TSC of CPU 1 with interrupts off, waiting for CPU 1 to answer an IPI,
+# with a timeout read from a clock that, before the switch to tsc-early,
+# only advances on timer interrupts; if CPU 1 has disabled its interrupts
+# in stop_machine() for that very switch (clocksource_done_booting(),
+# timekeeping_notify()) and waits for CPU 0, neither ever goes on. The
+# hang dumps of two boots of make soak named exactly these two places
+# (watchdog_check_skew(), multi_cpu_stop()). With tsc=nowatchdog no
+# clocksource needs the watchdog and its timer never starts.
+CMDLINE = 'console=ttyS0 panic=-1 liveupdate=on retain_initrd tsc=nowatchdog'
 # What a kernel flavour needs beyond that, and how much slower it runs.
 # debug: KASAN needs a larger KHO scratch area, or KHO disables itself and
 # the next kernel dies after kexec. no5lvl: with 5-level paging (-cpu max
