@@ -23,6 +23,7 @@ every case's counts to cases.tsv, the detail of every failure to
 failures.txt.
 """
 import argparse
+import glob
 import json
 import os
 import random
@@ -126,17 +127,52 @@ def result_names(flavours, lanes):
     return [(f, '-'.join([f] + sorted(lanes))) for f in flavours]
 
 
-def write_table(out, tally, lane_failed_runs, failures, runs):
+class Tally:
+    """The cases of the runs so far."""
+    def __init__(self):
+        # (flavour, lane, suite, case) -> {result: count}, in the order first seen
+        self.cases = defaultdict(lambda: defaultdict(int))
+        self.lane_runs = defaultdict(set)           # (flavour, lane) -> runs it was in
+        self.lane_failed_runs = defaultdict(set)    # (flavour, lane) -> runs with a failure
+        self.failures = []
+
+    def add(self, i, flavour, res, rc=None, since=0):
+        """Run i's results file of a flavour; the number of its failures."""
+        if not os.path.exists(res) or os.path.getmtime(res) < since:
+            self.cases[(flavour, '(run)', 'run.py', 'results written')]['fail'] += 1
+            self.lane_runs[(flavour, '(run)')].add(i)
+            self.lane_failed_runs[(flavour, '(run)')].add(i)
+            self.failures.append(f'run {i} {flavour}: no results (run.py exit {rc})')
+            return 1
+        failed = 0
+        with open(res) as f:
+            cases = json.load(f)['cases']
+        for c in cases:
+            self.cases[(flavour, c['lane'], c['suite'], case_name(c['case']))][c['result']] += 1
+            self.lane_runs[(flavour, c['lane'])].add(i)
+            if c['result'] == 'fail':
+                failed += 1
+                self.lane_failed_runs[(flavour, c['lane'])].add(i)
+                self.failures.append(f'run {i} {flavour}/{c["lane"]}: {c["suite"]}: '
+                                     f'{c["case"]}\n' + ''.join(
+                                         f'    {x}\n' for x in c['detail'].split('\n')))
+        return failed
+
+
+def write_table(out, t):
     """The table of the runs so far, in table.md; the counts in cases.tsv;
     the failures in failures.txt. Return the rows and the table."""
+    tally, lane_runs, lane_failed_runs = t.cases, t.lane_runs, t.lane_failed_runs
     rows = sorted(tally.items(), key=lambda kv: -kv[1]['fail'])
-    table = ['| lane | flavour | runs with every case passed | cases per run | '
-             'cases that failed at least once |', '|---|---|---|---|---|']
+    table = ['| lane | flavour | runs with every case passed | cases | '
+             'cases that failed at least once (failed/runs) |', '|---|---|---|---|---|']
     for flavour, lane in dict.fromkeys((k[0], k[1]) for k in tally):
         lane_rows = [(k, r) for k, r in tally.items() if k[:2] == (flavour, lane)]
-        clean = runs - len({run for run in lane_failed_runs[(flavour, lane)]})
-        bad = [f'{k[3]} ({r["fail"]}/{runs})' for k, r in lane_rows if r['fail']]
-        table.append(f'| {lane} | {flavour} | {clean}/{runs} | {len(lane_rows)} | '
+        runs = len(lane_runs[(flavour, lane)])
+        clean = runs - len(lane_failed_runs[(flavour, lane)])
+        bad = [f'{k[2]}: {k[3]} ({r["fail"]}/{runs})' for k, r in lane_rows if r['fail']]
+        table.append(f'| {lane} | {flavour} | {clean}/{runs} | '
+                     f'{sum(1 for _, r in lane_rows if r["fail"] < sum(r.values()))} | '
                      f'{", ".join(bad) or "none"} |')
     table += ['', '| flavour | lane | suite | case | passed | failed | skipped |',
               '|---|---|---|---|---|---|---|']
@@ -149,7 +185,7 @@ def write_table(out, tally, lane_failed_runs, failures, runs):
         for (fl, lane, suite, case), r in tally.items():
             f.write(f'{fl}\t{lane}\t{suite}\t{case}\t{r["ok"]}\t{r["fail"]}\t{r["skip"]}\n')
     with open(os.path.join(out, 'failures.txt'), 'w') as f:
-        f.write('\n'.join(failures))
+        f.write('\n'.join(t.failures))
     return rows, table
 
 
@@ -164,6 +200,8 @@ def main():
     ap.add_argument('--load-only', action='store_true',
                     help='only the load (cpu, mem), until --load-seconds or killed: '
                     'e.g. beside a make test')
+    ap.add_argument('--table', metavar='DIR',
+                    help='only the table again, from the runs of an earlier soak in DIR')
     ap.add_argument('lanes', nargs='*')
     args = ap.parse_args()
     load = parse_load(args.load)
@@ -176,14 +214,18 @@ def main():
             stop_load(pids)
         return 0
     flavours = args.flavour.split(',')
+    t = Tally()
+    if args.table:
+        runs = sorted((int(d[4:]), d) for d in os.listdir(args.table) if d.startswith('run-'))
+        for i, d in runs:
+            for res in sorted(glob.glob(os.path.join(args.table, d, 'results', '*.json'))):
+                t.add(i, os.path.basename(res).split('-')[0].split('.')[0], res)
+        print('\n'.join(write_table(args.table, t)[1]))
+        return 0
     out = os.path.join(paths.BUILD, 'soak', time.strftime('%Y%m%d-%H%M%S'))
     os.makedirs(out)
     print(f'# soak: {args.runs} runs of {" ".join(args.lanes) or "every lane"} on '
           f'{",".join(flavours)}, load: {args.load or "none"}; in {out}', flush=True)
-    # (flavour, lane, suite, case) -> {result: count}, in the order first seen
-    tally = defaultdict(lambda: defaultdict(int))
-    failures = []
-    lane_failed_runs = defaultdict(set)     # (flavour, lane) -> runs with a failure
     pids = start_load(load, args.load_seconds)
     started, i = time.monotonic(), 0
     try:
@@ -202,35 +244,19 @@ def main():
                     threading.Thread(target=stall_reader, args=(proc, load['stall'], i),
                                      daemon=True).start()
                 rc = proc.wait()
-            failed = 0
-            for flavour, name in result_names(flavours, args.lanes):
-                res = os.path.join(rundir, 'results', f'{name}.json')
-                if not os.path.exists(res) or os.path.getmtime(res) < t0_wall:
-                    tally[(flavour, '(run)', 'run.py', 'results written')]['fail'] += 1
-                    lane_failed_runs[(flavour, '(run)')].add(i)
-                    failures.append(f'run {i} {flavour}: no results (run.py exit {rc})')
-                    failed += 1
-                    continue
-                with open(res) as f:
-                    cases = json.load(f)['cases']
-                for c in cases:
-                    tally[(flavour, c['lane'], c['suite'], case_name(c['case']))][c['result']] += 1
-                    if c['result'] == 'fail':
-                        failed += 1
-                        lane_failed_runs[(flavour, c['lane'])].add(i)
-                        failures.append(f'run {i} {flavour}/{c["lane"]}: {c["suite"]}: '
-                                        f'{c["case"]}\n' + ''.join(
-                                            f'    {x}\n' for x in c['detail'].split('\n')))
-            write_table(out, tally, lane_failed_runs, failures, i)
+            failed = sum(t.add(i, flavour, os.path.join(rundir, 'results', f'{name}.json'),
+                               rc, t0_wall)
+                         for flavour, name in result_names(flavours, args.lanes))
+            write_table(out, t)
             print(f'# run {i}/{args.runs}: {"ok" if not failed else f"{failed} failed"}, '
                   f'run.py exit {rc}, {time.monotonic() - t0:.0f} s', flush=True)
     finally:
         stop_load(pids)
-    rows, table = write_table(out, tally, lane_failed_runs, failures, i)
+    rows, table = write_table(out, t)
     flaky = [k for k, r in rows if r['fail']]
     print('\n'.join(table))
     print(f'# soak: {i} runs, {time.monotonic() - started:.0f} s, load: '
-          f'{args.load or "none"}; {len(tally)} cases, {len(flaky)} with a failure; '
+          f'{args.load or "none"}; {len(t.cases)} cases, {len(flaky)} with a failure; '
           f'{out}/failures.txt')
     return 1 if flaky else 0
 
