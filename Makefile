@@ -17,7 +17,7 @@
 #                     run.py's verdicts on made-up boots (scripts/test_run.py)
 #   make counts       counts of the last results; README.md's that disagree
 #   make update-counts rewrite README.md's marked counts from the results
-#   make soak         run lanes RUNS times (default 10), with LOAD=cpu=N,mem=SIZE
+#   make soak         run lanes RUNS times (default 10), with LOAD=cpu=N,mem=SIZE,stall=S
 #                     under a background load on the host, and table each
 #                     case's pass rate (build/soak/<date>/table.md)
 #   make mutants      break the kernel on purpose, one mutant of mutants.conf
@@ -82,8 +82,9 @@ test: base-kernel initramfs
 	@$(S)/run.py --accel $(ACCEL) --flavour $(FLAVOURS) $(LANES)
 
 # Flake hunting (scripts/soak.py): LANES (default: all) on FLAVOURS, RUNS
-# times; LOAD=cpu=N,mem=SIZE spins N processes and keeps SIZE of memory
-# busy on the host meanwhile (stopped at the end, or after 4 hours).
+# times; LOAD=cpu=N,mem=SIZE,stall=S spins N processes, keeps SIZE of
+# memory busy and stops run.py for S seconds now and then, meanwhile
+# (stopped at the end, or after 4 hours).
 RUNS ?= 10
 LOAD ?=
 soak: base-kernel initramfs

@@ -78,10 +78,10 @@ SPLAT = re.compile(r'WARNING:|BUG:|Oops|general protection fault|Kernel panic'
 # Lockdep announces itself at boot; that line is not a report.
 SPLAT_OK = re.compile(r'RCU lockdep checking is enabled|Lock dependency validator')
 
-# The results channel: a virtio-serial port on QEMU's stdout. (The 16550 of
-# the second serial port that carried the results before drops a byte that
-# its chardev refuses four times in a row: under host load whole lines were
-# lost on their way out, a stage 1's end marker among them.)
+# The results channel: a virtio-serial port on QEMU's stdout, opened once
+# per boot by guest/init. (The second serial port that carried the results
+# before was opened and closed for every marker, and once lost a stage 1's
+# end marker under host load; README "Flakes found" says what could do it.)
 RESULTS_CHANNEL = ['-chardev', 'stdio,id=results,signal=off', '-device', 'virtio-serial-pci',
                    '-device', 'virtserialport,chardev=results,name=harness.results']
 # guest/init's markers: "HARNESS[<n>] <what>", n counting every marker of
@@ -577,12 +577,17 @@ def lane_initrd(initrd, lane):
     return out
 
 
+def results_name(flavour, names):
+    """The name of a run's results files: <flavour> for every lane, else
+    named after the lanes (and the lanes file, when not lanes.conf)."""
+    conf = os.path.splitext(os.path.basename(lanes_conf.CONF))[0]
+    return '-'.join([flavour] + ([] if conf == 'lanes' else [conf]) + sorted(names))
+
+
 def run_flavour(flavour, names, show_timeline, dry_run):
     """Run the lanes on one kernel flavour; return its cases. A dry run
     prints the QEMU command line of every boot and runs nothing."""
-    # A run of every lane is <flavour>.tsv; a run of some lanes is named after them.
-    conf = os.path.splitext(os.path.basename(lanes_conf.CONF))[0]
-    result_name = '-'.join([flavour] + ([] if conf == 'lanes' else [conf]) + sorted(names))
+    result_name = results_name(flavour, names)
     kernel = paths.kernel_image(flavour)
     initrd = paths.initramfs_of(flavour)
     logdir = paths.logs_dir(flavour)

@@ -9,16 +9,16 @@ Usage: soak.py [--runs N] [--flavour F,...] [--load cpu=N,mem=SIZE,stall=S]
 Each run is one `run.py --flavour F LANE...`; its output, results and logs
 are kept in build/soak/<date>/run-<i>/ (RESULTS and LOGS point there), so a
 soak does not touch build/results and build/logs, and can run beside a
-make test. The
-load, when asked for, is started before the first run and stopped after the
-last one, or after --load-seconds, whichever comes first; a load process
-also stops when this script dies. cpu=N: N processes that spin; mem=SIZE
-(e.g. 4G): one process that keeps SIZE of memory and writes a byte of every
-page of it, over and over; stall=S: the reader of the guest's results
-(run.py) is stopped for S seconds every 2 to 6 seconds (SIGSTOP, SIGCONT),
-as a host too busy to read would stop it, while QEMU and the guest run on. The table (pass rate per case, failures first)
-is printed and written to build/soak/<date>/table.md (per lane: the runs
-in which every case passed; then each case that failed at least once),
+make test. The load, when asked for, is started before the first run and
+stopped after the last one, or after --load-seconds, whichever comes
+first; a load process also stops when this script dies. cpu=N: N processes
+that spin; mem=SIZE (e.g. 4G): one process that keeps SIZE of memory and
+writes a byte of every page of it, over and over; stall=S: the reader of
+the guest's results (run.py) is stopped for S seconds every 2 to 6 seconds
+(SIGSTOP, SIGCONT), as a host too busy to read would stop it, while QEMU
+and the guest run on. The table is printed and written to
+build/soak/<date>/table.md (per lane: the runs in which every case passed;
+then each case that failed at least once),
 every case's counts to cases.tsv, the detail of every failure to
 failures.txt.
 """
@@ -37,6 +37,7 @@ from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import paths  # noqa: E402
+from run import results_name  # noqa: E402
 
 PAGE = 4096
 SIZES = {'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30}
@@ -123,8 +124,8 @@ def case_name(name):
 
 
 def result_names(flavours, lanes):
-    """run.py's results files of a run of these lanes (its naming)."""
-    return [(f, '-'.join([f] + sorted(lanes))) for f in flavours]
+    """run.py's results files of a run of these lanes."""
+    return [(f, results_name(f, lanes)) for f in flavours]
 
 
 class Tally:
@@ -227,7 +228,10 @@ def main():
     print(f'# soak: {args.runs} runs of {" ".join(args.lanes) or "every lane"} on '
           f'{",".join(flavours)}, load: {args.load or "none"}; in {out}', flush=True)
     pids = start_load(load, args.load_seconds)
-    started, i = time.monotonic(), 0
+    started, i, proc = time.monotonic(), 0, None
+    # Killed, a soak takes its run.py and that one's QEMU with it (they are
+    # a process group of their own), stopped by a stall or not.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         for i in range(1, args.runs + 1):
             rundir = os.path.join(out, f'run-{i}')
@@ -239,7 +243,7 @@ def main():
                 proc = subprocess.Popen([os.path.join(paths.TOP, 'scripts', 'run.py'),
                                          '--accel', args.accel, '--flavour', args.flavour,
                                          *args.lanes], stdout=log, stderr=subprocess.STDOUT,
-                                        env=env)
+                                        env=env, start_new_session=True)
                 if 'stall' in load:
                     threading.Thread(target=stall_reader, args=(proc, load['stall'], i),
                                      daemon=True).start()
@@ -251,6 +255,10 @@ def main():
             print(f'# run {i}/{args.runs}: {"ok" if not failed else f"{failed} failed"}, '
                   f'run.py exit {rc}, {time.monotonic() - t0:.0f} s', flush=True)
     finally:
+        if proc and proc.poll() is None:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                os.killpg(proc.pid, sig)
+            proc.wait()
         stop_load(pids)
     rows, table = write_table(out, t)
     flaky = [k for k, r in rows if r['fail']]
