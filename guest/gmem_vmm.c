@@ -29,8 +29,10 @@
  *                   missing page (KVM_RUN fails with EPERM and a memory
  *                   fault: the VMM keeps that vCPU paused), close the
  *                   session: the fault is served, the guests run on. Then
- *                   the update: preserve again, the same fault, pause every
- *                   vCPU where it is, save its state (CPUID, registers,
+ *                   the update: preserve again, the same fault, have each
+ *                   VM's boot CPU arm its TSC-deadline timer seconds ahead
+ *                   (pending across the pause: deadline_pending_at_pause),
+ *                   pause every vCPU where it is, save its state (CPUID, registers,
  *                   segment and control registers, MSRs, XSAVE, XCRs,
  *                   LAPIC, MP state, pending events, debug registers), the
  *                   in-kernel PIC and IOAPIC and the VMM's record in a
@@ -39,7 +41,10 @@
  *                   state, the VMs and the guest_memfds, rebuilds the
  *                   irqchip, memslots and vCPUs, loads their state and
  *                   runs them: the held
- *                   vCPU's fault is served now. Then it finishes the
+ *                   vCPU's fault is served now, and the deadline timers
+ *                   fire (deadline_fired_after_resume: the TSC deadline
+ *                   is loaded again after the LAPIC, which a fresh vCPU
+ *                   needs). Then it finishes the
  *                   session and asks every vCPU for its verdict: the guest
  *                   must have gone on from where it was paused
  *                   (<vm>_guest_continued).
@@ -89,6 +94,8 @@
 #define MAX_CPUID	256
 #define MAX_XSAVE	16384
 #define STATE_MAGIC	0x4d4d56564d4d4547ull	/* "GEMMVVMM" */
+#define MSR_IA32_TSC	0x10
+#define MSR_IA32_TSC_DEADLINE 0x6e0
 
 /* The guest image, built from guest/inner/guest.c (see guest/Makefile). */
 asm(".section .rodata\n"
@@ -144,6 +151,7 @@ struct vcpu {
 	char why[300];		/* the guest's FAIL line, or the exit */
 	uint64_t held_gpa;	/* KVM_RUN failed with EPERM at this gpa */
 	uint32_t id, round, reports, probes, verdicts, boots;
+	uint32_t deadlines_armed, deadlines_fired;	/* the boot CPU's timer */
 	uint32_t want_reports;	/* what wait_reports() waits for */
 	uint32_t first_id, first_round;	/* the first report after a resume */
 	uint64_t last_probe;
@@ -335,12 +343,17 @@ static void handle_line(struct vcpu *v)
 		v->id = id;
 		v->round = round;
 		v->reports++;
+	} else if (sscanf(l, "qguest: id=%x deadline armed round=%u", &id, &round) == 2) {
+		v->deadlines_armed++;
+	} else if (sscanf(l, "qguest: id=%x deadline fired round=%u", &id, &round) == 2) {
+		v->deadlines_fired++;
 	} else if (sscanf(l, "qguest: boot id=%x", &id) == 1) {
 		v->boots++;
 	}
 	pthread_cond_broadcast(&cond);
 	pthread_mutex_unlock(&lock);
-	if (!strstr(l, " round=") || strstr(l, "FAIL") || strstr(l, "probe="))
+	if (!strstr(l, " round=") || strstr(l, "FAIL") || strstr(l, "probe=") ||
+	    strstr(l, "deadline"))
 		ksft_print_msg("%s/%d: %s\n", v->vm->name, v->index, l);
 }
 
@@ -742,6 +755,21 @@ static void supported_cpuid(struct vcpu_state *s)
 	memcpy(s->cpuid, c.e, c.h.nent * sizeof(c.e[0]));
 }
 
+/*
+ * The guest arms a TSC-deadline timer of its x2APIC before the update
+ * (guest/inner/guest.c): KVM emulates both, and the guest must be told.
+ */
+static void deadline_cpuid(struct vcpu_state *s)
+{
+	uint32_t i;
+
+	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) <= 0)
+		ksft_exit_skip("KVM has no TSC-deadline timer\n");
+	for (i = 0; i < s->ncpuid; i++)
+		if (s->cpuid[i].function == 1)
+			s->cpuid[i].ecx |= 1u << 21 | 1u << 24;	/* x2APIC, TSC_DEADLINE */
+}
+
 /* The CPUID the vCPU has, to give it the same after the update. */
 static void get_cpuid(struct vcpu *v, struct vcpu_state *s)
 {
@@ -907,7 +935,13 @@ static void save_vcpu(struct vcpu *v, struct vcpu_state *s)
 	memcpy(s->line, v->line, sizeof(s->line));
 }
 
-/* In the order KVM needs: CPUID first, registers last. */
+static uint64_t saved_msr(const struct vcpu_state *s, uint32_t index);
+
+/*
+ * In the order KVM needs: CPUID first, registers last, the LAPIC after the
+ * MSRs (IA32_APIC_BASE decides its mode) and the TSC deadline after the
+ * LAPIC.
+ */
 static void load_vcpu(struct vcpu *v, struct vcpu_state *s)
 {
 	struct {
@@ -926,6 +960,16 @@ static void load_vcpu(struct vcpu *v, struct vcpu_state *s)
 	if ((uint32_t)r != s->nmsrs)
 		die("KVM_SET_MSRS: MSR 0x%x refused", s->msrs[r].index);
 	kvm_ioctl(v->fd, KVM_SET_LAPIC, &s->lapic, "KVM_SET_LAPIC");
+	/*
+	 * The TSC deadline again, now that the LAPIC's timer is in TSC-deadline
+	 * mode: KVM ignored it above, on a LAPIC fresh from KVM_CREATE_VCPU,
+	 * and KVM_SET_LAPIC cleared the timer. As QEMU does.
+	 */
+	msrs.h.nmsrs = 1;
+	msrs.e[0].index = MSR_IA32_TSC_DEADLINE;
+	msrs.e[0].data = saved_msr(s, MSR_IA32_TSC_DEADLINE);
+	if (kvm_ioctl(v->fd, KVM_SET_MSRS, &msrs, "KVM_SET_MSRS") != 1)
+		die("KVM_SET_MSRS: the TSC deadline refused");
 	kvm_ioctl(v->fd, KVM_SET_MP_STATE, &s->mp_state, "KVM_SET_MP_STATE");
 	kvm_ioctl(v->fd, KVM_SET_VCPU_EVENTS, &s->events, "KVM_SET_VCPU_EVENTS");
 	kvm_ioctl(v->fd, KVM_SET_DEBUGREGS, &s->debugregs, "KVM_SET_DEBUGREGS");
@@ -1013,6 +1057,39 @@ static int preserve_and_probe(const char *cmd, uint64_t gpa)
 	return session;
 }
 
+static bool deadlines_armed(void *arg)
+{
+	int i;
+
+	(void)arg;
+	for (i = 0; i < NR_VMS; i++)
+		if (!vms[i].vcpu[0].failed && !vms[i].vcpu[0].deadlines_armed)
+			return false;
+	return true;
+}
+
+static bool deadlines_fired(void *arg)
+{
+	int i;
+
+	(void)arg;
+	for (i = 0; i < NR_VMS; i++)
+		if (!vms[i].vcpu[0].failed && !vms[i].vcpu[0].deadlines_fired)
+			return false;
+	return true;
+}
+
+/* The value of MSR @index in @s, or 0 if it was not saved. */
+static uint64_t saved_msr(const struct vcpu_state *s, uint32_t index)
+{
+	uint32_t i;
+
+	for (i = 0; i < s->nmsrs; i++)
+		if (s->msrs[i].index == index)
+			return s->msrs[i].data;
+	return 0;
+}
+
 static void resume_held(void)
 {
 	struct vcpu *v = &vms[1].vcpu[1];
@@ -1041,9 +1118,10 @@ static void stage1(void)
 {
 	int session, state_fd, i, j;
 
-	ksft_set_plan(6);
+	ksft_set_plan(7);
 	start_agent();
 	supported_cpuid(&boot_cpuid);
+	deadline_cpuid(&boot_cpuid);
 	for (i = 0; i < NR_VMS; i++)
 		create_vm(&vms[i], &boot_cpuid);
 
@@ -1075,6 +1153,18 @@ static void stage1(void)
 	current_case = "update_fault_held";
 	session = preserve_and_probe("create " SESSION, PROBE_UPDATE);
 	ksft_test_result_pass("update_fault_held\n");
+
+	/*
+	 * Each VM's boot CPU arms its local APIC's TSC-deadline timer, seconds
+	 * ahead: it is pending across the pause, and must fire after the
+	 * resume, as the timer of a guest kernel idle in HLT must.
+	 */
+	current_case = "deadline_pending_at_pause";
+	for (i = 0; i < NR_VMS; i++)
+		__atomic_store_n(&vms[i].uart_in[0], 'd', __ATOMIC_RELEASE);
+	if (!wait_for(deadlines_armed, NULL, WAIT_S))
+		die("the guests did not arm their deadline timers");
+	check_vcpus();
 
 	current_case = "vcpus_saved";
 	blackout("vcpus pausing");
@@ -1109,6 +1199,20 @@ static void stage1(void)
 	blackout("state preserved");
 	ksft_test_result_pass("vcpus_saved (%zu bytes of state)\n", sizeof(state));
 
+	current_case = "deadline_pending_at_pause";
+	for (i = 0; i < NR_VMS; i++) {
+		const struct vcpu_state *s = &state.vm[i].vcpu[0];
+		uint64_t tsc = saved_msr(s, MSR_IA32_TSC);
+		uint64_t deadline = saved_msr(s, MSR_IA32_TSC_DEADLINE);
+
+		ksft_print_msg("%s/0: TSC 0x%llx, TSC deadline 0x%llx at the pause\n", vms[i].name,
+			       (unsigned long long)tsc, (unsigned long long)deadline);
+		if (deadline <= tsc)
+			die("%s/0: the deadline timer is not pending at the pause (fired already? a slow host)",
+			    vms[i].name);
+	}
+	ksft_test_result_pass("deadline_pending_at_pause\n");
+
 	current_case = "agent_holds";
 	if (agent_call("hold", NULL))
 		die("agent: hold failed");
@@ -1131,7 +1235,7 @@ static void stage2(void)
 {
 	int session, state_fd, i, j;
 
-	ksft_set_plan(7);
+	ksft_set_plan(8);
 	start_agent();
 	current_case = "session_from_agent";
 	session = session_from_agent("retrieve " SESSION);
@@ -1179,6 +1283,14 @@ static void stage2(void)
 	check_probed(PROBE_UPDATE);
 	ksft_test_result_pass("update_fault_served (b/1 wrote 0x%llx in the next kernel)\n",
 			      (unsigned long long)PROBE_UPDATE);
+
+	/* The timers pending at the pause fire now (the guests' TSC went on). */
+	current_case = "deadline_fired_after_resume";
+	if (!wait_for(deadlines_fired, NULL, WAIT_S))
+		die("a deadline timer pending at the pause did not fire within %d s of the resume",
+		    WAIT_S);
+	check_vcpus();
+	ksft_test_result_pass("deadline_fired_after_resume\n");
 
 	current_case = "session_finished";
 	wait_reports(2);

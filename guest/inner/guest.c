@@ -35,6 +35,11 @@
  *   qguest: verdict ok id=<id> round=<r> checked=<KiB> KiB
  *                       when a byte 'v' arrives: a full check (probed
  *                       pages included), then this
+ *   qguest: id=<id> deadline armed round=<r>         when a byte 'd' arrives
+ *                       at the boot CPU: it arms its local APIC's timer
+ *                       (x2APIC, TSC-deadline mode) DEADLINE_TSC cycles
+ *                       ahead and turns interrupts on
+ *   qguest: id=<id> deadline fired round=<r>         once that timer fired
  *   qguest: FAIL <what> id=<id> round=<r> ...        and it stops
  * A guest that was restarted instead of resumed has another id and starts
  * its rounds again from 0.
@@ -58,6 +63,20 @@ typedef unsigned long long u64;
 #define POLL		64		/* rounds between two serial polls */
 #define VMM_INFO_MAGIC	0x494d4d56	/* "VMMI" */
 #define STACK_SIZE	16384
+/*
+ * The timer the boot CPU arms on request: far enough ahead that the VMM
+ * can pause the guest first (a second or more at the TSC rates of today),
+ * close enough that the guest sees it fire soon after it runs again.
+ */
+#define DEADLINE_TSC	(1ull << 32)
+#define TIMER_VECTOR	32
+#define SPURIOUS_VECTOR	33
+#define NR_VECTORS	34
+#define MSR_APIC_BASE	0x1b
+#define MSR_TSC_DEADLINE 0x6e0
+#define MSR_X2APIC_EOI	0x80b
+#define MSR_X2APIC_SVR	0x80f
+#define MSR_X2APIC_LVTT	0x832
 
 struct cpu {
 	u16 port;
@@ -81,7 +100,14 @@ static volatile u32 probe_req;
 /* Set by the boot CPU once the tables below are built. */
 static volatile u32 ap_go;
 
-extern const u8 ap_start[], isr_stubs[];
+extern const u8 ap_start[], isr_stubs[], timer_isr[], spurious_isr[];
+
+/* The boot CPU's deadline timer: 0 not armed, then DEADLINE_* below. */
+#define DEADLINE_ARMED		1
+#define DEADLINE_FIRED		2	/* set by timer_isr */
+#define DEADLINE_REPORTED	3
+extern volatile u32 deadline;
+volatile u32 deadline;
 
 /*
  * Multiboot v1 header (magic, flags: none, QEMU loads the ELF; checksum),
@@ -116,7 +142,25 @@ asm(".text\n"
     "	jmp isr_common\n"
     ".endr\n"
     "isr_common:\n"
-    "	call exception\n");
+    "	call exception\n"
+    /* The deadline timer: note it, end the interrupt (x2APIC EOI). */
+    ".globl timer_isr\n"
+    "timer_isr:\n"
+    "	push %eax\n"
+    "	push %ecx\n"
+    "	push %edx\n"
+    "	movl $2, deadline\n"
+    "	mov $0x80b, %ecx\n"
+    "	xor %eax, %eax\n"
+    "	xor %edx, %edx\n"
+    "	wrmsr\n"
+    "	pop %edx\n"
+    "	pop %ecx\n"
+    "	pop %eax\n"
+    "	iret\n"
+    ".globl spurious_isr\n"
+    "spurious_isr:\n"
+    "	iret\n");
 
 /* Accessed bits set: loading a segment must not write to read-only data. */
 static const u64 gdt[3] = {
@@ -130,7 +174,7 @@ static const struct {
 	u32 base;
 } __attribute__((packed)) gdtr = { sizeof(gdt) - 1, (u32)gdt };
 
-static u64 idt[32];
+static u64 idt[NR_VECTORS];
 static struct {
 	u16 limit;
 	u32 base;
@@ -154,6 +198,19 @@ static inline u8 inb(u16 port)
 
 	asm volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
 	return v;
+}
+
+static inline void wrmsr(u32 msr, u64 v)
+{
+	asm volatile("wrmsr" : : "c"(msr), "a"((u32)v), "d"((u32)(v >> 32)));
+}
+
+static inline u64 rdmsr(u32 msr)
+{
+	u32 lo, hi;
+
+	asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	return ((u64)hi << 32) | lo;
 }
 
 static inline u64 rdtsc(void)
@@ -278,7 +335,8 @@ static u32 text_sum(void)
 /* 32-bit interrupt gate, present, ring 0, selector 0x08 */
 static u64 idt_entry(u32 v)
 {
-	u32 stub = (u32)isr_stubs + 16 * v;
+	u32 stub = v == TIMER_VECTOR ? (u32)timer_isr :
+		   v == SPURIOUS_VECTOR ? (u32)spurious_isr : (u32)isr_stubs + 16 * v;
 
 	return (stub & 0xffff) | 0x08u << 16 | (u64)0x8e00 << 32 | (u64)(stub >> 16) << 48;
 }
@@ -298,7 +356,7 @@ static void build_tables(void)
 {
 	u32 v;
 
-	for (v = 0; v < 32; v++)
+	for (v = 0; v < NR_VECTORS; v++)
 		idt[v] = idt_entry(v);
 	idtr.limit = sizeof(idt) - 1;
 	idtr.base = (u32)idt;
@@ -313,7 +371,7 @@ static void check_tables(struct cpu *c, u32 round)
 {
 	u32 v, cr0, cr3;
 
-	for (v = 0; v < 32; v++)
+	for (v = 0; v < NR_VECTORS; v++)
 		if (idt[v] != idt_entry(v))
 			fail(c, "idt", round, v, (u32)idt[v], (u32)idt_entry(v));
 	for (v = 0; v < 1024; v++)
@@ -387,9 +445,36 @@ static void probe(struct cpu *c, u32 round)
 	puts(c, " ok\n");
 }
 
+static void report_deadline(struct cpu *c, const char *what, u32 round)
+{
+	puts(c, "qguest: id=");
+	putx(c, c->id);
+	puts(c, " deadline ");
+	puts(c, what);
+	puts(c, " round=");
+	putu(c, round);
+	puts(c, "\n");
+}
+
+/*
+ * The local APIC in x2APIC mode (no MMIO to map), its timer in TSC-deadline
+ * mode, DEADLINE_TSC cycles from now; then interrupts on.
+ */
+static void arm_deadline(struct cpu *c, u32 round)
+{
+	wrmsr(MSR_APIC_BASE, rdmsr(MSR_APIC_BASE) | 0xc00);	/* EN, EXTD */
+	wrmsr(MSR_X2APIC_SVR, 0x100 | SPURIOUS_VECTOR);
+	wrmsr(MSR_X2APIC_LVTT, 2 << 17 | TIMER_VECTOR);
+	deadline = DEADLINE_ARMED;
+	wrmsr(MSR_TSC_DEADLINE, rdtsc() + DEADLINE_TSC);
+	asm volatile("sti");
+	report_deadline(c, "armed", round);
+}
+
 static void __attribute__((noreturn)) run(struct cpu *c)
 {
 	u32 round, block, code_sum, i;
+	u8 cmd;
 
 	c->id = (u32)rdtsc() * 0x9e3779b1u | 1;
 	code_sum = text_sum();
@@ -416,7 +501,14 @@ static void __attribute__((noreturn)) run(struct cpu *c)
 		check_tables(c, round);
 		if (c == &ap && probe_req)
 			probe(c, round);
-		if ((inb(c->port + 5) & 1) && inb(c->port) == 'v') {
+		if (c == &bsp && deadline == DEADLINE_FIRED) {
+			deadline = DEADLINE_REPORTED;
+			report_deadline(c, "fired", round);
+		}
+		cmd = inb(c->port + 5) & 1 ? inb(c->port) : 0;
+		if (c == &bsp && cmd == 'd' && !deadline)
+			arm_deadline(c, round);
+		if (cmd == 'v') {
 			for (block = 0; block < c->blocks; block++)
 				check_page(c, block, round);
 			if (text_sum() != code_sum)
