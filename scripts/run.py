@@ -57,6 +57,39 @@ QEMU_EXTRA = os.environ.get('QEMU_EXTRA', '').split()
 # (watchdog_check_skew(), multi_cpu_stop()). With tsc=nowatchdog no
 # clocksource needs the watchdog and its timer never starts.
 CMDLINE = 'console=ttyS0 panic=-1 liveupdate=on retain_initrd tsc=nowatchdog'
+
+
+def host_tsc_khz():
+    """The host's TSC frequency in kHz, when the host knows it for sure, or
+    None. TSC_KHZ in the environment overrides it (0: none).
+
+    Under TCG the guest's TSC is the host's, and the guest calibrates it
+    against the emulated PIT, which a loaded host disturbs: a boot of
+    make soak saw "tsc: PIT calibration deviates from HPET: 51222 2595844",
+    took 51.222 MHz, and its clock ran 50 times fast until the end of the
+    boot (a test "timed out after 200 s" 1.5 s after it started). With
+    tsc_early_khz the guest skips that calibration (and refines the value
+    against the HPET a second later, which load does not disturb). The
+    host's value is its /proc/cpuinfo "cpu MHz" when its kernel took the
+    TSC frequency from CPUID or the hypervisor (tsc_known_freq) and cannot
+    measure the current one (no aperfmperf): then both are one figure."""
+    if 'TSC_KHZ' in os.environ:
+        return int(os.environ['TSC_KHZ']) or None
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu0 = f.read().split('\n\n')[0]
+    except OSError:
+        return None
+    flags = re.search(r'^flags\s*:(.*)$', cpu0, re.M)
+    mhz = re.search(r'^cpu MHz\s*:\s*([0-9.]+)$', cpu0, re.M)
+    if not flags or not mhz:
+        return None
+    flags = set(flags.group(1).split())
+    if not {'constant_tsc', 'nonstop_tsc', 'tsc_known_freq'} <= flags or 'aperfmperf' in flags:
+        return None
+    khz = round(float(mhz.group(1)) * 1000)
+    return khz if 500000 <= khz <= 10000000 else None
+
 # What a kernel flavour needs beyond that, and how much slower it runs.
 # debug: KASAN needs a larger KHO scratch area, or KHO disables itself and
 # the next kernel dies after kexec. no5lvl: with 5-level paging (-cpu max
@@ -733,6 +766,12 @@ def main():
         args.accel = 'tcg'
         QEMU_EXTRA.extend(ICOUNT)
     QEMU.extend(ACCELS[args.accel])
+    # The TSC counts instructions with -icount, and KVM tells the guest its
+    # frequency: only plain TCG needs it.
+    khz = host_tsc_khz() if args.accel == 'tcg' and not args.icount else None
+    if khz:
+        global CMDLINE
+        CMDLINE += f' tsc_early_khz={khz}'
     if not shutil.which(QEMU[0]):
         die(f'{QEMU[0]} not found in PATH: apt-get install qemu-system-x86 (or run `make deps`)')
     if args.accel == 'kvm' and not args.dry_run and not os.access('/dev/kvm', os.R_OK | os.W_OK):
